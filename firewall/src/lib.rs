@@ -1,0 +1,3 @@
+//! firewall: NetworkPolicy on nftables.
+//! NetworkPolicies + Pods + Namespaces -> one `inet` ruleset of fairlead's own (model),
+//! applied as one atomic batch and kept in sync by the controller.

@@ -1,0 +1,3 @@
+//! routecontroller: Node objects -> BGP peers and originated pod CIDRs;
+//! BGP best paths -> kernel routes through rtnetlink;
+//! and the node's CNI conflist (bridge + host-local).
