@@ -3,3 +3,7 @@
 //! and the GoBGP-compatible gRPC API; it knows nothing of Kubernetes.
 
 pub mod packet;
+pub mod fsm;
+pub mod policy;
+pub mod rib;
+pub mod speaker;

@@ -1,3 +1,5 @@
 //! firewall: NetworkPolicy on nftables.
 //! NetworkPolicies + Pods + Namespaces -> one `inet` ruleset of fairlead's own (model),
 //! applied as one atomic batch and kept in sync by the controller.
+
+pub mod model;

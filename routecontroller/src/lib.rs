@@ -1,3 +1,5 @@
 //! routecontroller: Node objects -> BGP peers and originated pod CIDRs;
 //! BGP best paths -> kernel routes through rtnetlink;
 //! and the node's CNI conflist (bridge + host-local).
+
+pub mod model;

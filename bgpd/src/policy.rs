@@ -1,0 +1,1 @@
+//! Import and export policy: prefix lists, communities, AS-path prepend, max-prefix.

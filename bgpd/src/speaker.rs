@@ -1,0 +1,1 @@
+//! The embedding API: a `Speaker` handle that runs sessions and the RIB on tokio.

@@ -1,0 +1,1 @@
+//! NetworkPolicies + Pods + Namespaces -> the desired nftables ruleset (pure).

@@ -1,0 +1,1 @@
+//! Services + EndpointSlices + this node -> the desired IPVS virtual servers (pure).
