@@ -1,0 +1,14 @@
+//! The netns tier: tests that build nodes, pods and BGP peers in network namespaces (root only; they skip with
+//! a reason otherwise, and fail under CI=true). Run: `cargo test -p xcluster-tests --test netns`.
+
+/// Topology + CNI pods + reachability in every address plan.
+#[path = "netns/smoke.rs"]
+mod smoke;
+
+/// Cleanup guarantees: nothing is left behind, stale leftovers are removed, waits and commands fail usefully.
+#[path = "netns/guard.rs"]
+mod guard;
+
+/// Real BGP daemons (BIRD, GoBGP, FRR): each starts and answers its CLI; pairs of them peer.
+#[path = "netns/bgp.rs"]
+mod bgp;
