@@ -1,1 +1,0 @@
-//! IPVS over generic netlink (family "IPVS"): typed requests and replies.
