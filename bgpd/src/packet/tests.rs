@@ -1,0 +1,1123 @@
+//! Codec tests: hand-built RFC byte vectors both ways, the malformed-input corpus, and never-panic properties.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bytes::BytesMut;
+use ipnet::IpNet;
+
+use super::*;
+
+const V4: Family = (Afi::Ipv4, Safi::Unicast);
+const V6: Family = (Afi::Ipv6, Safi::Unicast);
+
+/// Octets from hex with any whitespace, as the RFC layouts are written out below.
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A whole message: marker, length, type, body.
+fn msg(typ: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(typ);
+    m.extend_from_slice(body);
+    m
+}
+
+/// One attribute with a 1-octet length.
+fn attr(flags: u8, code: u8, v: &[u8]) -> Vec<u8> {
+    let mut a = vec![flags, code, v.len() as u8];
+    a.extend_from_slice(v);
+    a
+}
+
+/// An UPDATE message from its three parts.
+fn update(withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Vec<u8> {
+    let mut b = (withdrawn.len() as u16).to_be_bytes().to_vec();
+    b.extend_from_slice(withdrawn);
+    b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    b.extend_from_slice(attrs);
+    b.extend_from_slice(nlri);
+    msg(2, &b)
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn cx4() -> DecodeCxt {
+    DecodeCxt {
+        four_octet_as: true,
+        ..Default::default()
+    }
+}
+
+fn ecx4() -> EncodeCxt {
+    EncodeCxt {
+        four_octet_as: true,
+        ..Default::default()
+    }
+}
+
+fn enc(m: &Message, cx: &EncodeCxt) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    m.encode(cx, &mut b).unwrap();
+    b.to_vec()
+}
+
+/// Both directions: `bytes` decode to `m`, and `m` encodes to exactly `bytes`.
+fn both_ways(bytes: &[u8], m: &Message, dcx: &DecodeCxt, ecx: &EncodeCxt) {
+    assert_eq!(frame_len(bytes).unwrap(), Some(bytes.len()));
+    assert_eq!(&Message::decode(bytes, dcx).unwrap(), m);
+    assert_eq!(enc(m, ecx), bytes);
+}
+
+fn decode_update(bytes: &[u8], cx: &DecodeCxt) -> UpdateMsg {
+    match Message::decode(bytes, cx) {
+        Ok(Message::Update(u)) => u,
+        other => panic!("expected an UPDATE, got {other:?}"),
+    }
+}
+
+/// The NOTIFICATION (code, subcode, data) a malformed message is answered with.
+fn notification(bytes: &[u8], cx: &DecodeCxt) -> (u8, u8, Vec<u8>) {
+    let e = Message::decode(bytes, cx).expect_err("must be a session reset");
+    let n = NotificationMsg::from(&e);
+    (n.code, n.subcode, n.data)
+}
+
+// A well-formed base of attributes, for the malformed cases to vary: ORIGIN IGP, AS_PATH (65001), NEXT_HOP.
+fn origin() -> Vec<u8> {
+    attr(0x40, 1, &[0])
+}
+fn as_path() -> Vec<u8> {
+    attr(0x40, 2, &hex("02 01 0000fde9"))
+}
+fn next_hop() -> Vec<u8> {
+    attr(0x40, 3, &hex("c6120001"))
+}
+fn base_attrs() -> Vec<u8> {
+    [origin(), as_path(), next_hop()].concat()
+}
+const NLRI_198_18_1: &str = "18 c61201";
+
+mod vectors {
+    use super::*;
+
+    #[test]
+    fn keepalive() {
+        both_ways(
+            &hex("ffffffffffffffffffffffffffffffff 0013 04"),
+            &Message::Keepalive,
+            &cx4(),
+            &ecx4(),
+        );
+    }
+
+    #[test]
+    fn open_with_every_capability() {
+        // RFC 4271 4.2 + RFC 5492: one Capabilities parameter (type 2) holding them all.
+        let caps = hex("01 04 0001 00 01          \
+             01 04 0002 00 01          \
+             02 00                     \
+             05 06 0001 0001 0002      \
+             40 06 8078 0002 01 80     \
+             41 04 0000fde9            \
+             45 04 0002 01 03");
+        let mut body = hex("04 fde9 005a c6120001");
+        body.push(caps.len() as u8 + 2);
+        body.extend_from_slice(&[2, caps.len() as u8]);
+        body.extend_from_slice(&caps);
+        let bytes = msg(1, &body);
+        assert_eq!(bytes.len(), 73);
+        let m = Message::Open(OpenMsg {
+            version: 4,
+            my_as: 65001,
+            hold_time: 90,
+            bgp_identifier: Ipv4Addr::new(198, 18, 0, 1),
+            capabilities: vec![
+                Capability::MultiProtocol {
+                    afi: Afi::Ipv4,
+                    safi: Safi::Unicast,
+                },
+                Capability::MultiProtocol {
+                    afi: Afi::Ipv6,
+                    safi: Safi::Unicast,
+                },
+                Capability::RouteRefresh,
+                Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
+                Capability::GracefulRestart {
+                    restarting: true,
+                    restart_time: 120,
+                    families: vec![(Afi::Ipv6, Safi::Unicast, true)],
+                },
+                Capability::FourOctetAs(65001),
+                Capability::AddPath(vec![(Afi::Ipv6, Safi::Unicast, 3)]),
+            ],
+        });
+        both_ways(&bytes, &m, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn open_keeps_unknown_capability_and_several_parameters() {
+        // Two Capabilities parameters (RFC 5492 section 4 allows that); code 70 (enhanced route refresh) and
+        // a multiprotocol capability for L2VPN (AFI 25) are kept as Unknown.
+        let body = hex("04 fde9 00b4 c6120001 0c 02 02 4600 02 06 01 04 0019 0041");
+        let Message::Open(o) = Message::decode(&msg(1, &body), &cx4()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            o.capabilities,
+            vec![
+                Capability::Unknown {
+                    code: 70,
+                    value: vec![]
+                },
+                Capability::Unknown {
+                    code: 1,
+                    value: hex("0019 0041")
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn update_classic_ipv4() {
+        // RFC 4271 4.3: withdrawn 198.18.5.0/24; ORIGIN, AS_PATH, NEXT_HOP, MED, COMMUNITIES; NLRI.
+        let attrs = [
+            origin(),
+            as_path(),
+            next_hop(),
+            attr(0x80, 4, &hex("00000064")),
+            attr(0xc0, 8, &hex("fde90064 ffffff01")),
+        ]
+        .concat();
+        let bytes = update(&hex("18 c61205"), &attrs, &hex("18 c61201 10 c613"));
+        let m = Message::Update(UpdateMsg {
+            withdrawn: vec![net("198.18.5.0/24")],
+            attributes: Some(PathAttributes {
+                as_path: vec![AsPathSegment::Sequence(vec![65001])],
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                med: Some(100),
+                communities: vec![Community(0xfde9_0064), Community(0xffff_ff01)],
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24"), net("198.19.0.0/16")],
+            ..Default::default()
+        });
+        both_ways(&bytes, &m, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn update_mp_reach_ipv6_global_and_link_local_with_reflection_attributes() {
+        // RFC 4760 3 + RFC 2545 3: 32-octet next hop (global fd00::1, link-local fe80::1); RFC 4456
+        // ORIGINATOR_ID and CLUSTER_LIST; LOCAL_PREF.
+        let mp = hex(
+            "0002 01 20 fd000000000000000000000000000001 fe800000000000000000000000000001 00 \
+             40 fd00000100000000 30 fd0000020000",
+        );
+        let attrs = [
+            attr(0x80, 14, &mp),
+            origin(),
+            attr(0x40, 2, &[]),
+            attr(0x40, 5, &hex("00000064")),
+            attr(0x80, 9, &hex("c6120009")),
+            attr(0x80, 10, &hex("c612000a c612000b")),
+        ]
+        .concat();
+        let bytes = update(&[], &attrs, &[]);
+        let m = Message::Update(UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                link_local_next_hop: Some("fe80::1".parse().unwrap()),
+                local_pref: Some(100),
+                originator_id: Some(Ipv4Addr::new(198, 18, 0, 9)),
+                cluster_list: vec![Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11)],
+                ..Default::default()
+            }),
+            nlri: vec![net("fd00:1::/64"), net("fd00:2::/48")],
+            ..Default::default()
+        });
+        both_ways(&bytes, &m, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn update_mp_reach_ipv6_global_only() {
+        let mp = hex(
+            "0002 01 10 fd000000000000000000000000000001 00 80 fd000000000000000000000000000064",
+        );
+        let bytes = update(
+            &[],
+            &[attr(0x80, 14, &mp), origin(), attr(0x40, 2, &[])].concat(),
+            &[],
+        );
+        let u = decode_update(&bytes, &cx4());
+        assert_eq!(u.nlri, vec![net("fd00::64/128")]);
+        let a = u.attributes.as_ref().unwrap();
+        assert_eq!(a.next_hop, Some("fd00::1".parse().unwrap()));
+        assert_eq!(a.link_local_next_hop, None);
+        assert_eq!(enc(&Message::Update(u), &ecx4()), bytes);
+    }
+
+    #[test]
+    fn update_mp_unreach_ipv6() {
+        let bytes = update(
+            &[],
+            &attr(0x80, 15, &hex("0002 01 40 fd00000100000000")),
+            &[],
+        );
+        let m = Message::Update(UpdateMsg {
+            withdrawn: vec![net("fd00:1::/64")],
+            ..Default::default()
+        });
+        both_ways(&bytes, &m, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn update_rfc8950_ipv4_nlri_with_ipv6_next_hop() {
+        // RFC 8950 section 3: AFI 1 SAFI 1 with a 16-octet next hop, once the capability is negotiated.
+        let mp = hex("0001 01 10 fd000000000000000000000000000001 00 18 c61201");
+        let bytes = update(
+            &[],
+            &[attr(0x80, 14, &mp), origin(), attr(0x40, 2, &[])].concat(),
+            &[],
+        );
+        let m = Message::Update(UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        });
+        let mut dcx = cx4();
+        dcx.extended_next_hop.insert(V4);
+        let mut ecx = ecx4();
+        ecx.extended_next_hop.insert(V4);
+        both_ways(&bytes, &m, &dcx, &ecx);
+        // Without the capability the encoder refuses rather than send what the peer cannot read.
+        let mut b = BytesMut::new();
+        assert_eq!(
+            m.encode(&ecx4(), &mut b),
+            Err(EncodeError::ExtendedNextHopNotNegotiated)
+        );
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn end_of_rib_both_families() {
+        // RFC 4724 section 2.
+        let v4 = update(&[], &[], &[]);
+        let m = Message::Update(UpdateMsg {
+            end_of_rib: Some(V4),
+            ..Default::default()
+        });
+        both_ways(&v4, &m, &cx4(), &ecx4());
+        let v6 = update(&[], &attr(0x80, 15, &hex("0002 01")), &[]);
+        let m = Message::Update(UpdateMsg {
+            end_of_rib: Some(V6),
+            ..Default::default()
+        });
+        both_ways(&v6, &m, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn notification_and_route_refresh() {
+        let n = Message::Notification(NotificationMsg {
+            code: 6,
+            subcode: 2,
+            data: vec![],
+        });
+        both_ways(&msg(3, &hex("06 02")), &n, &cx4(), &ecx4());
+        let rr = Message::RouteRefresh {
+            afi: Afi::Ipv6,
+            safi: Safi::Unicast,
+        };
+        both_ways(&msg(5, &hex("0002 00 01")), &rr, &cx4(), &ecx4());
+    }
+
+    #[test]
+    fn add_path_ids_both_families() {
+        // RFC 7911 section 3: a 4-octet path identifier before each prefix.
+        let mp = hex("0002 01 10 fd000000000000000000000000000001 00 00000007 40 fd00000100000000");
+        let bytes = update(
+            &hex("00000009 18 c61205"),
+            &[attr(0x80, 14, &mp), origin(), attr(0x40, 2, &[])].concat(),
+            &[],
+        );
+        let mut dcx = cx4();
+        dcx.add_path = [V4, V6].into_iter().collect();
+        let mut ecx = ecx4();
+        ecx.add_path = dcx.add_path;
+        let m = Message::Update(UpdateMsg {
+            withdrawn: vec![net("198.18.5.0/24")],
+            withdrawn_path_ids: vec![9],
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                ..Default::default()
+            }),
+            nlri: vec![net("fd00:1::/64")],
+            nlri_path_ids: vec![7],
+            ..Default::default()
+        });
+        both_ways(&bytes, &m, &dcx, &ecx);
+    }
+
+    #[test]
+    fn two_octet_peer_gets_as4_path_and_as4_aggregator() {
+        // RFC 6793 section 4.2.2: AS_TRANS in AS_PATH/AGGREGATOR, the real ASNs in AS4_PATH/AS4_AGGREGATOR.
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                as_path: vec![AsPathSegment::Sequence(vec![65001, 4_200_000_000])],
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                aggregator: Some((4_200_000_000, Ipv4Addr::new(198, 18, 0, 2))),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        };
+        let bytes = enc(&Message::Update(u.clone()), &EncodeCxt::default());
+        let attrs = [
+            origin(),
+            attr(0x40, 2, &hex("02 02 fde9 5ba0")),
+            next_hop(),
+            attr(0xc0, 7, &hex("5ba0 c6120002")),
+            attr(0xc0, 17, &hex("02 02 0000fde9 fa56ea00")),
+            attr(0xc0, 18, &hex("fa56ea00 c6120002")),
+        ]
+        .concat();
+        assert_eq!(bytes, update(&[], &attrs, &hex(NLRI_198_18_1)));
+        assert_eq!(decode_update(&bytes, &DecodeCxt::default()), u);
+    }
+
+    #[test]
+    fn as4_path_merge_keeps_leading_ases_of_an_old_speaker() {
+        // RFC 6793 section 4.2.3: an OLD speaker prepended 64512 after AS4_PATH was made; AS_PATH is longer,
+        // so its leading AS is kept and AS4_PATH appended.
+        let attrs = [
+            origin(),
+            attr(0x40, 2, &hex("02 03 fc00 fde9 5ba0")),
+            next_hop(),
+            attr(0xc0, 17, &hex("02 02 0000fde9 fa56ea00")),
+        ]
+        .concat();
+        let u = decode_update(
+            &update(&[], &attrs, &hex(NLRI_198_18_1)),
+            &DecodeCxt::default(),
+        );
+        let a = u.attributes.unwrap();
+        assert_eq!(
+            a.as_path,
+            vec![AsPathSegment::Sequence(vec![64512, 65001, 4_200_000_000])]
+        );
+        // AS4_PATH longer than AS_PATH is ignored.
+        let attrs = [
+            origin(),
+            attr(0x40, 2, &hex("02 01 fde9")),
+            next_hop(),
+            attr(0xc0, 17, &hex("02 02 0000fde9 fa56ea00")),
+        ]
+        .concat();
+        let a = decode_update(
+            &update(&[], &attrs, &hex(NLRI_198_18_1)),
+            &DecodeCxt::default(),
+        )
+        .attributes
+        .unwrap();
+        assert_eq!(a.as_path, vec![AsPathSegment::Sequence(vec![65001])]);
+        // AGGREGATOR that is not AS_TRANS: AS4_PATH and AS4_AGGREGATOR are ignored.
+        let attrs = [
+            origin(),
+            attr(0x40, 2, &hex("02 02 fde9 5ba0")),
+            next_hop(),
+            attr(0xc0, 7, &hex("fde9 c6120002")),
+            attr(0xc0, 17, &hex("02 02 0000fde9 fa56ea00")),
+            attr(0xc0, 18, &hex("fa56ea00 c6120002")),
+        ]
+        .concat();
+        let a = decode_update(
+            &update(&[], &attrs, &hex(NLRI_198_18_1)),
+            &DecodeCxt::default(),
+        )
+        .attributes
+        .unwrap();
+        assert_eq!(a.as_path, vec![AsPathSegment::Sequence(vec![65001, 23456])]);
+        assert_eq!(a.aggregator, Some((65001, Ipv4Addr::new(198, 18, 0, 2))));
+    }
+
+    #[test]
+    fn mixed_families_in_one_update() {
+        // RFC 4760 allows classic IPv4 NLRI beside MP_REACH for IPv6; each keeps its own next hop.
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                classic_next_hop: Some(Ipv4Addr::new(198, 18, 0, 1)),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24"), net("fd00:1::/64")],
+            ..Default::default()
+        };
+        let bytes = enc(&Message::Update(u.clone()), &ecx4());
+        assert_eq!(decode_update(&bytes, &cx4()), u);
+    }
+
+    #[test]
+    fn long_as_path_and_attribute_use_extended_length() {
+        // 300 ASNs: two segments of 255 and 45 (one-octet count), AS_PATH value 1204 octets (extended length).
+        let path: Vec<u32> = (1..=300).collect();
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                as_path: vec![AsPathSegment::Sequence(path.clone())],
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        };
+        let bytes = enc(&Message::Update(u), &ecx4());
+        // Header 19, withdrawn len 2, attr len 2, ORIGIN 4, then AS_PATH with flags 0x50.
+        assert_eq!(&bytes[27..31], &hex("50 02 04b4"));
+        let a = decode_update(&bytes, &cx4()).attributes.unwrap();
+        assert_eq!(
+            a.as_path,
+            vec![
+                AsPathSegment::Sequence(path[..255].to_vec()),
+                AsPathSegment::Sequence(path[255..].to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn too_long_update_is_an_encode_error_and_leaves_buf() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                ..Default::default()
+            }),
+            nlri: (0..1100u32)
+                .map(|i| IpNet::new(Ipv4Addr::from(0xc612_0000 + (i << 8)).into(), 24).unwrap())
+                .collect(),
+            ..Default::default()
+        };
+        let mut b = BytesMut::from(&b"x"[..]);
+        assert!(matches!(
+            Message::Update(u).encode(&ecx4(), &mut b),
+            Err(EncodeError::MessageTooLong(_))
+        ));
+        assert_eq!(&b[..], b"x");
+    }
+
+    #[test]
+    fn framer_waits_for_whole_message() {
+        let k = hex("ffffffffffffffffffffffffffffffff 0013 04");
+        assert_eq!(frame_len(&k[..10]).unwrap(), None);
+        assert_eq!(frame_len(&k[..18]).unwrap(), None);
+        let mut two = k.clone();
+        two.extend_from_slice(&k);
+        assert_eq!(frame_len(&two).unwrap(), Some(19));
+    }
+}
+
+/// Malformed input: each case asserts the NOTIFICATION or the RFC 7606 handling the RFCs require.
+mod malformed {
+    use super::*;
+
+    fn soft(u: &UpdateMsg) -> Vec<(u8, ErrorAction, UpdateErrorKind)> {
+        u.errors
+            .iter()
+            .map(|e| (e.type_code, e.action, e.kind))
+            .collect()
+    }
+
+    /// Asserts treat-as-withdraw: the announced prefix is withdrawn, no attributes, the error recorded.
+    fn assert_taw(bytes: &[u8], code: u8, kind: UpdateErrorKind) {
+        let u = decode_update(bytes, &cx4());
+        assert!(u.treated_as_withdraw(), "{u:?}");
+        assert_eq!(u.nlri, vec![]);
+        assert_eq!(u.attributes, None);
+        assert_eq!(u.withdrawn, vec![net("198.18.1.0/24")]);
+        assert!(
+            soft(&u).contains(&(code, ErrorAction::TreatAsWithdraw, kind)),
+            "{:?}",
+            u.errors
+        );
+    }
+
+    fn classic(attrs: &[u8]) -> Vec<u8> {
+        update(&[], attrs, &hex(NLRI_198_18_1))
+    }
+
+    // --- Message header, RFC 4271 section 6.1 ---
+
+    #[test]
+    fn bad_marker_is_connection_not_synchronized() {
+        let mut m = msg(4, &[]);
+        m[3] = 0;
+        assert_eq!(
+            frame_len(&m),
+            Err(DecodeError::Header(HeaderError::ConnectionNotSynchronized))
+        );
+        assert_eq!(notification(&m, &cx4()), (1, 1, vec![]));
+        // Refused as soon as a wrong marker octet is seen, before 19 octets arrived.
+        assert!(frame_len(&[0xff, 0x00]).is_err());
+    }
+
+    #[test]
+    fn bad_length_is_bad_message_length_with_the_length_as_data() {
+        let mut m = msg(4, &[]);
+        m[17] = 18;
+        assert_eq!(notification(&m, &cx4()), (1, 2, vec![0, 18]));
+        m[16..18].copy_from_slice(&4097u16.to_be_bytes());
+        assert_eq!(
+            frame_len(&m),
+            Err(DecodeError::Header(HeaderError::BadMessageLength(4097)))
+        );
+        // KEEPALIVE must be exactly 19 octets; OPEN at least 29; UPDATE 23; NOTIFICATION 21.
+        assert_eq!(notification(&msg(4, &[0]), &cx4()), (1, 2, vec![0, 20]));
+        assert_eq!(
+            notification(&msg(1, &[4, 0, 1]), &cx4()),
+            (1, 2, vec![0, 22])
+        );
+        assert_eq!(notification(&msg(2, &[0, 0]), &cx4()), (1, 2, vec![0, 21]));
+        assert_eq!(notification(&msg(3, &[6]), &cx4()), (1, 2, vec![0, 20]));
+    }
+
+    #[test]
+    fn bad_type_is_bad_message_type_with_the_type_as_data() {
+        assert_eq!(notification(&msg(7, &[]), &cx4()), (1, 3, vec![7]));
+    }
+
+    // --- OPEN, RFC 4271 section 6.2 and RFC 5492 ---
+
+    #[test]
+    fn open_errors() {
+        // Unsupported version: data is the largest supported version (4), 2 octets.
+        assert_eq!(
+            notification(&msg(1, &hex("03 fde9 005a c6120001 00")), &cx4()),
+            (2, 1, vec![0, 4])
+        );
+        // Hold time 1 or 2 MUST be refused.
+        assert_eq!(
+            notification(&msg(1, &hex("04 fde9 0002 c6120001 00")), &cx4()),
+            (2, 6, vec![])
+        );
+        // BGP Identifier 0 (RFC 6286 section 2.2).
+        assert_eq!(
+            notification(&msg(1, &hex("04 fde9 005a 00000000 00")), &cx4()),
+            (2, 3, vec![])
+        );
+        // Optional parameter type 1 (authentication, deprecated): Unsupported Optional Parameter.
+        assert_eq!(
+            notification(&msg(1, &hex("04 fde9 005a c6120001 02 01 00")), &cx4()),
+            (2, 4, vec![])
+        );
+        // Optional Parameters Length disagrees with the message; capability overrunning its parameter.
+        assert_eq!(
+            notification(&msg(1, &hex("04 fde9 005a c6120001 05 02 00")), &cx4()),
+            (2, 0, vec![])
+        );
+        assert_eq!(
+            notification(
+                &msg(1, &hex("04 fde9 005a c6120001 04 02 02 41 04")),
+                &cx4()
+            ),
+            (2, 0, vec![])
+        );
+        // A four-octet AS capability of 3 octets.
+        assert_eq!(
+            notification(
+                &msg(1, &hex("04 fde9 005a c6120001 05 02 03 41 01 00")),
+                &cx4()
+            ),
+            (2, 0, vec![])
+        );
+    }
+
+    // --- UPDATE lengths, RFC 4271 section 6.3 ---
+
+    #[test]
+    fn withdrawn_or_attribute_length_overrunning_message_is_malformed_attribute_list() {
+        assert_eq!(
+            notification(&msg(2, &hex("0010 0000")), &cx4()),
+            (3, 1, vec![])
+        );
+        assert_eq!(
+            notification(&msg(2, &hex("0000 0010 40010100")), &cx4()),
+            (3, 1, vec![])
+        );
+    }
+
+    #[test]
+    fn truncated_nlri_and_bad_prefix_length_are_invalid_network_field() {
+        // RFC 4271 6.3 and RFC 7606 section 5.3: session reset, Invalid Network Field.
+        assert_eq!(
+            notification(&classic_with_nlri(&hex("18 c612")), &cx4()),
+            (3, 10, vec![])
+        );
+        assert_eq!(
+            notification(&classic_with_nlri(&hex("21 c6120100 00")), &cx4()),
+            (3, 10, vec![])
+        );
+        // The same in the withdrawn routes.
+        assert_eq!(
+            notification(&update(&hex("20 c61201"), &[], &[]), &cx4()),
+            (3, 10, vec![])
+        );
+        // Add-path negotiated: a path identifier with no prefix after it.
+        let mut cx = cx4();
+        cx.add_path.insert(V4);
+        assert_eq!(
+            notification(&classic_with_nlri(&hex("00000001")), &cx),
+            (3, 10, vec![])
+        );
+    }
+
+    fn classic_with_nlri(nlri: &[u8]) -> Vec<u8> {
+        update(&[], &base_attrs(), nlri)
+    }
+
+    // --- Attribute flags and lengths, RFC 7606 sections 3 and 7 ---
+
+    #[test]
+    fn origin_errors_are_treat_as_withdraw() {
+        // RFC 7606 section 7.1: length other than 1, or undefined value.
+        assert_taw(
+            &classic(&[attr(0x40, 1, &[0, 0]), as_path(), next_hop()].concat()),
+            1,
+            UpdateErrorKind::AttributeLengthError,
+        );
+        assert_taw(
+            &classic(&[attr(0x40, 1, &[3]), as_path(), next_hop()].concat()),
+            1,
+            UpdateErrorKind::InvalidOrigin,
+        );
+        // RFC 7606 section 3 (c): Optional bit set on a well-known attribute.
+        assert_taw(
+            &classic(&[attr(0xc0, 1, &[0]), as_path(), next_hop()].concat()),
+            1,
+            UpdateErrorKind::AttributeFlagsError,
+        );
+    }
+
+    #[test]
+    fn malformed_as_path_is_treat_as_withdraw() {
+        // RFC 7606 section 7.2: unknown segment type, zero-length segment, segment overrunning the attribute.
+        for bad in ["05 01 0000fde9", "02 00", "02 02 0000fde9", "02"] {
+            assert_taw(
+                &classic(&[origin(), attr(0x40, 2, &hex(bad)), next_hop()].concat()),
+                2,
+                UpdateErrorKind::MalformedAsPath,
+            );
+        }
+        // With a 2-octet peer the same octets read differently: "02 02 fde9 0001" is fine there.
+        let u = decode_update(
+            &classic(&[origin(), attr(0x40, 2, &hex("02 02 fde9 0001")), next_hop()].concat()),
+            &DecodeCxt::default(),
+        );
+        assert!(u.errors.is_empty());
+    }
+
+    #[test]
+    fn next_hop_errors_are_treat_as_withdraw() {
+        // RFC 7606 section 7.3: length other than 4; RFC 4271 6.3: not a host address.
+        assert_taw(
+            &classic(&[origin(), as_path(), attr(0x40, 3, &hex("c612000101"))].concat()),
+            3,
+            UpdateErrorKind::AttributeLengthError,
+        );
+        assert_taw(
+            &classic(&[origin(), as_path(), attr(0x40, 3, &hex("00000000"))].concat()),
+            3,
+            UpdateErrorKind::InvalidNextHop,
+        );
+        assert_taw(
+            &classic(&[origin(), as_path(), attr(0x40, 3, &hex("e0000001"))].concat()),
+            3,
+            UpdateErrorKind::InvalidNextHop,
+        );
+    }
+
+    #[test]
+    fn med_local_pref_communities_originator_cluster_list_lengths_are_treat_as_withdraw() {
+        // RFC 7606 sections 7.4, 7.5, 7.8, 7.9, 7.10.
+        for (a, code) in [
+            (attr(0x80, 4, &hex("000064")), 4),
+            (attr(0x40, 5, &hex("0000000064")), 5),
+            (attr(0xc0, 8, &hex("fde900")), 8),
+            (attr(0xc0, 8, &[]), 8),
+            (attr(0x80, 9, &hex("c61200")), 9),
+            (attr(0x80, 10, &hex("c6120001 c612")), 10),
+        ] {
+            assert_taw(
+                &classic(&[base_attrs(), a].concat()),
+                code,
+                UpdateErrorKind::AttributeLengthError,
+            );
+        }
+        // MED marked transitive: flags conflict (RFC 7606 section 3 (c)).
+        assert_taw(
+            &classic(&[base_attrs(), attr(0xc0, 4, &hex("00000064"))].concat()),
+            4,
+            UpdateErrorKind::AttributeFlagsError,
+        );
+    }
+
+    #[test]
+    fn atomic_aggregate_and_aggregator_errors_are_attribute_discard() {
+        // RFC 7606 sections 7.6 and 7.7: the attribute is discarded, the routes stay.
+        let u = decode_update(
+            &classic(
+                &[
+                    base_attrs(),
+                    attr(0x40, 6, &[1]),
+                    attr(0xc0, 7, &hex("fde9c612")),
+                ]
+                .concat(),
+            ),
+            &cx4(),
+        );
+        assert!(!u.treated_as_withdraw());
+        assert_eq!(u.nlri, vec![net("198.18.1.0/24")]);
+        let a = u.attributes.as_ref().unwrap();
+        assert!(!a.atomic_aggregate);
+        assert_eq!(a.aggregator, None);
+        assert_eq!(
+            soft(&u),
+            vec![
+                (
+                    6,
+                    ErrorAction::AttributeDiscard,
+                    UpdateErrorKind::AttributeLengthError
+                ),
+                (
+                    7,
+                    ErrorAction::AttributeDiscard,
+                    UpdateErrorKind::AttributeLengthError
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_as4_path_is_attribute_discard() {
+        // RFC 6793 section 6 / RFC 7606 section 7: AS4_PATH errors discard the attribute.
+        let attrs = [
+            origin(),
+            attr(0x40, 2, &hex("02 01 fde9")),
+            next_hop(),
+            attr(0xc0, 17, &hex("02 00")),
+        ]
+        .concat();
+        let u = decode_update(&classic(&attrs), &DecodeCxt::default());
+        assert_eq!(
+            soft(&u),
+            vec![(
+                17,
+                ErrorAction::AttributeDiscard,
+                UpdateErrorKind::MalformedAsPath
+            )]
+        );
+        assert_eq!(
+            u.attributes.unwrap().as_path,
+            vec![AsPathSegment::Sequence(vec![65001])]
+        );
+    }
+
+    #[test]
+    fn missing_well_known_attributes_are_treat_as_withdraw() {
+        // RFC 7606 section 3 (d).
+        assert_taw(
+            &classic(&[as_path(), next_hop()].concat()),
+            1,
+            UpdateErrorKind::MissingWellKnownAttribute,
+        );
+        assert_taw(
+            &classic(&[origin(), next_hop()].concat()),
+            2,
+            UpdateErrorKind::MissingWellKnownAttribute,
+        );
+        assert_taw(
+            &classic(&[origin(), as_path()].concat()),
+            3,
+            UpdateErrorKind::MissingWellKnownAttribute,
+        );
+        // NEXT_HOP is not needed when the only NLRI is in MP_REACH_NLRI (RFC 4760 section 3).
+        let mp = hex("0002 01 10 fd000000000000000000000000000001 00 40 fd00000100000000");
+        let u = decode_update(
+            &update(
+                &[],
+                &[attr(0x80, 14, &mp), origin(), as_path()].concat(),
+                &[],
+            ),
+            &cx4(),
+        );
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        // A pure withdrawal needs no attributes at all.
+        assert!(
+            decode_update(&update(&hex("18 c61201"), &[], &[]), &cx4())
+                .errors
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn duplicate_attribute_keeps_the_first() {
+        // RFC 7606 section 3 (g).
+        let u = decode_update(
+            &classic(
+                &[
+                    base_attrs(),
+                    attr(0x80, 4, &hex("00000001")),
+                    attr(0x80, 4, &hex("00000002")),
+                ]
+                .concat(),
+            ),
+            &cx4(),
+        );
+        assert_eq!(u.attributes.unwrap().med, Some(1));
+        assert_eq!(u.errors.len(), 1);
+        assert_eq!(u.errors[0].action, ErrorAction::AttributeDiscard);
+    }
+
+    #[test]
+    fn duplicate_mp_reach_is_malformed_attribute_list() {
+        // RFC 7606 section 3 (g): MP_REACH_NLRI or MP_UNREACH_NLRI twice.
+        let mp = attr(
+            0x80,
+            14,
+            &hex("0002 01 10 fd000000000000000000000000000001 00 40 fd00000100000000"),
+        );
+        assert_eq!(
+            notification(
+                &update(&[], &[mp.clone(), mp, origin(), as_path()].concat(), &[]),
+                &cx4()
+            ),
+            (3, 1, vec![])
+        );
+        let un = attr(0x80, 15, &hex("0002 01"));
+        assert_eq!(
+            notification(&update(&[], &[un.clone(), un].concat(), &[]), &cx4()),
+            (3, 1, vec![])
+        );
+    }
+
+    #[test]
+    fn mp_reach_errors_are_optional_attribute_error_with_the_attribute() {
+        // RFC 4760 section 7, RFC 7606 section 7.11: session reset, Optional Attribute Error.
+        let cases = [
+            // IPv6 next hop of 8 octets.
+            "0002 01 08 fd00000000000000 00 40 fd00000100000000",
+            // IPv4 NLRI with a 16-octet next hop, extended next hop not negotiated (RFC 8950 section 3).
+            "0001 01 10 fd000000000000000000000000000001 00 18 c61201",
+            // IPv6 prefix length 129.
+            "0002 01 10 fd000000000000000000000000000001 00 81 fd",
+            // NLRI cut short.
+            "0002 01 10 fd000000000000000000000000000001 00 40 fd00",
+            // Next hop length past the attribute end.
+            "0002 01 20 fd000000000000000000000000000001",
+            // Too short for AFI, SAFI, next hop length and reserved.
+            "0002 01 00",
+        ];
+        for c in cases {
+            let a = attr(0x80, 14, &hex(c));
+            let n = notification(
+                &update(&[], &[a.clone(), origin(), as_path()].concat(), &[]),
+                &cx4(),
+            );
+            assert_eq!(n, (3, 9, a), "{c}");
+        }
+        // MP_UNREACH with a bad prefix.
+        let a = attr(0x80, 15, &hex("0002 01 81"));
+        assert_eq!(notification(&update(&[], &a, &[]), &cx4()), (3, 9, a));
+        // MP_REACH flagged transitive: Attribute Flags Error, still a session reset.
+        let a = attr(
+            0xc0,
+            14,
+            &hex("0002 01 10 fd000000000000000000000000000001 00"),
+        );
+        assert_eq!(notification(&update(&[], &a, &[]), &cx4()), (3, 4, a));
+    }
+
+    #[test]
+    fn unknown_attributes() {
+        // RFC 4271 section 6.3: unrecognized well-known (Optional bit clear): reset with the attribute as data.
+        let a = attr(0x40, 99, &[1, 2]);
+        assert_eq!(
+            notification(&classic(&[base_attrs(), a.clone()].concat()), &cx4()),
+            (3, 2, a)
+        );
+        // Section 9: optional transitive is kept to pass on, optional non-transitive ignored.
+        let u = decode_update(
+            &classic(
+                &[
+                    base_attrs(),
+                    attr(0xc0, 32, &[1, 2, 3, 4]),
+                    attr(0x80, 99, &[5]),
+                ]
+                .concat(),
+            ),
+            &cx4(),
+        );
+        assert!(u.errors.is_empty());
+        assert_eq!(
+            u.attributes.unwrap().unknown,
+            vec![(0xc0, 32, vec![1, 2, 3, 4])]
+        );
+    }
+
+    #[test]
+    fn attribute_overrunning_the_attribute_block() {
+        // RFC 7606 section 4: the last attribute's length passes Total Path Attribute Length: treat-as-withdraw.
+        let mut attrs = base_attrs();
+        attrs.extend_from_slice(&hex("80 04 08 0000"));
+        assert_taw(&classic(&attrs), 4, UpdateErrorKind::AttributeLengthError);
+        // Fewer than 3 octets left for an attribute header.
+        let mut attrs = base_attrs();
+        attrs.extend_from_slice(&hex("80"));
+        assert_taw(&classic(&attrs), 0, UpdateErrorKind::AttributeLengthError);
+        // After MP_REACH_NLRI was read the NLRI cannot be trusted: session reset.
+        let mp = attr(
+            0x80,
+            14,
+            &hex("0002 01 10 fd000000000000000000000000000001 00 40 fd00000100000000"),
+        );
+        let attrs = [mp, origin(), hex("80 04 08 0000")].concat();
+        assert_eq!(
+            notification(&update(&[], &attrs, &[]), &cx4()),
+            (3, 1, vec![])
+        );
+    }
+
+    #[test]
+    fn treat_as_withdraw_moves_mp_nlri_and_path_ids() {
+        // ORIGIN invalid in an add-path IPv6 UPDATE: the MP_REACH prefix is withdrawn with its path id.
+        let mp = hex("0002 01 10 fd000000000000000000000000000001 00 00000007 40 fd00000100000000");
+        let mut cx = cx4();
+        cx.add_path.insert(V6);
+        let u = decode_update(
+            &update(
+                &[],
+                &[attr(0x80, 14, &mp), attr(0x40, 1, &[9]), as_path()].concat(),
+                &[],
+            ),
+            &cx,
+        );
+        assert!(u.treated_as_withdraw());
+        assert_eq!(u.withdrawn, vec![net("fd00:1::/64")]);
+        assert_eq!(u.withdrawn_path_ids, vec![7]);
+        assert!(u.nlri.is_empty() && u.nlri_path_ids.is_empty() && u.attributes.is_none());
+    }
+
+    #[test]
+    fn route_refresh_errors() {
+        // RFC 7313 section 5: wrong length is ROUTE-REFRESH Message Error / Invalid Message Length, data the message.
+        let m = msg(5, &hex("0002 00 01 00"));
+        assert_eq!(notification(&m, &cx4()), (7, 1, m.clone()));
+        // RFC 2918 section 4: an unsupported family is ignored, not answered.
+        let e = Message::decode(&msg(5, &hex("0019 00 41")), &cx4()).unwrap_err();
+        assert!(e.is_ignorable());
+    }
+}
+
+/// Properties: decoding never panics, whatever the octets; encode then decode gives back the message.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all_cxs() -> Vec<DecodeCxt> {
+        let all: FamilySet = [V4, V6].into_iter().collect();
+        vec![
+            DecodeCxt::default(),
+            DecodeCxt {
+                four_octet_as: true,
+                add_path: all,
+                extended_next_hop: all,
+            },
+        ]
+    }
+
+    /// A header for `body` of type `typ`, so random bodies get past the framer into the message decoders.
+    fn framed(typ: u8, body: &[u8]) -> Vec<u8> {
+        msg(typ, &body[..body.len().min(4096 - 19)])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn decode_never_panics_on_random_bodies(typ in 0u8..7, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+            for cx in all_cxs() {
+                let m = framed(typ, &body);
+                let _ = frame_len(&m);
+                if let Err(e) = Message::decode(&m, &cx) {
+                    let _ = NotificationMsg::from(&e);
+                }
+            }
+        }
+
+        #[test]
+        fn decode_never_panics_on_random_octets(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = frame_len(&bytes);
+            let _ = Message::decode(&bytes, &DecodeCxt::default());
+        }
+
+        #[test]
+        fn decode_never_panics_on_mutated_updates(idx in any::<prop::sample::Index>(), val in any::<u8>(), cut in 0usize..4) {
+            let mp = hex("0002 01 20 fd000000000000000000000000000001 fe800000000000000000000000000001 00 40 fd00000100000000");
+            let mut m = update(&hex("18 c61205"), &[attr(0x80, 14, &mp), base_attrs(), attr(0xc0, 8, &hex("fde90064"))].concat(), &hex(NLRI_198_18_1));
+            let i = idx.index(m.len() - 19) + 19;
+            m[i] = val;
+            m.truncate(m.len() - cut);
+            let l = m.len() as u16;
+            m[16..18].copy_from_slice(&l.to_be_bytes());
+            for cx in all_cxs() {
+                let _ = Message::decode(&m, &cx);
+            }
+        }
+
+        #[test]
+        fn update_round_trips(
+            v4 in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..40),
+            v6 in proptest::collection::vec((any::<u128>(), 0u8..=128), 0..40),
+            wd in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..40),
+            path in proptest::collection::vec(any::<u32>(), 0..20),
+            communities in proptest::collection::vec(any::<u32>(), 0..10),
+            med in any::<Option<u32>>(),
+            four in any::<bool>(),
+        ) {
+            let v4: Vec<IpNet> = v4.into_iter().map(|(a, l)| IpNet::new(Ipv4Addr::from(a).into(), l).unwrap().trunc()).collect();
+            let v6: Vec<IpNet> = v6.into_iter().map(|(a, l)| IpNet::new(Ipv6Addr::from(a).into(), l).unwrap().trunc()).collect();
+            let announce_v6 = !v6.is_empty();
+            let nlri = if announce_v6 { v6 } else { v4 };
+            let withdrawn: Vec<IpNet> = wd.into_iter().map(|(a, l)| IpNet::new(Ipv4Addr::from(a).into(), l).unwrap().trunc()).collect();
+            let attributes = (!nlri.is_empty()).then(|| PathAttributes {
+                as_path: if path.is_empty() { vec![] } else { vec![AsPathSegment::Sequence(path)] },
+                next_hop: Some(if announce_v6 { "fd00::1".parse().unwrap() } else { IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)) }),
+                med,
+                communities: communities.into_iter().map(Community).collect(),
+                ..Default::default()
+            });
+            let u = UpdateMsg { withdrawn, attributes, nlri, ..Default::default() };
+            let ecx = EncodeCxt { four_octet_as: four, ..Default::default() };
+            let dcx = DecodeCxt { four_octet_as: four, ..Default::default() };
+            let mut b = BytesMut::new();
+            match Message::Update(u.clone()).encode(&ecx, &mut b) {
+                Ok(()) => {
+                    let back = decode_update(&b, &dcx);
+                    if u.withdrawn.is_empty() && u.nlri.is_empty() {
+                        // Nothing in it: that is the IPv4 End-of-RIB on the wire.
+                        prop_assert_eq!(back.end_of_rib, Some(V4));
+                    } else {
+                        prop_assert_eq!(back, u);
+                    }
+                }
+                Err(EncodeError::MessageTooLong(_)) => prop_assert!(b.is_empty()),
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+}
