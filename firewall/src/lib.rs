@@ -3,3 +3,4 @@
 //! applied as one atomic batch and kept in sync by the controller.
 
 pub mod model;
+pub mod render;
