@@ -1,1 +1,0 @@
-//! Services + EndpointSlices + this node -> the desired IPVS virtual servers (pure).
