@@ -183,9 +183,17 @@ impl EndpointIndex {
 
     /// Distinct ready addresses on this node over all ports of the Service in one family: the health check count.
     pub fn local_ready_addresses(&self, service: &ServiceRef, family: IpFamily) -> usize {
+        // Keys sort by Service first: one range holds all its ports.
+        let start = (
+            service.clone(),
+            String::new(),
+            Protocol::Tcp,
+            IpFamily::Ipv4,
+        );
         self.ports
-            .iter()
-            .filter(|((s, _, _, f), _)| s == service && *f == family)
+            .range(start..)
+            .take_while(|((s, _, _, _), _)| s == service)
+            .filter(|((_, _, _, f), _)| *f == family)
             .flat_map(|(_, eps)| eps.values())
             .filter(|ep| ep.local && ep.ready)
             .map(|ep| ep.address)
@@ -207,6 +215,11 @@ enum TopologyMode {
 
 /// Hints count only when every ready endpoint has one (else some traffic would have no owner) and at least one is
 /// for this node / zone (else this node would have nowhere to send). Node hints are preferred.
+///
+/// Differences from kube-proxy 1.33, on purpose: kube-proxy no longer looks at the Service here (it trusts the
+/// EndpointSlice controller to add hints only when asked) while fairlead also requires the Service to ask
+/// (`topology-mode: Auto` or a `trafficDistribution`); and kube-proxy reads `forNodes` only behind the alpha
+/// `PreferSameTrafficDistribution` gate, which fairlead treats as on.
 fn topology_mode<'a>(
     endpoints: impl Iterator<Item = &'a Endpoint> + Clone,
     node: &NodeContext,

@@ -354,7 +354,9 @@ pub struct NodeContext {
     pub name: String,
     /// The Node's `topology.kubernetes.io/zone` label, compared with `hints.forZones`.
     pub zone: Option<String>,
-    /// The node's interface addresses (both families), candidates for NodePort virtual servers.
+    /// The node's interface addresses (both families), candidates for NodePort virtual servers. With no filter
+    /// for a family the model leaves out the VIPs it wants on the dummy interface; the caller should leave out
+    /// whatever else is on that interface (stale VIPs being removed), as kube-proxy skips all of kube-ipvs0.
     pub addresses: Vec<IpAddr>,
     /// The `--nodeport-addresses` filter.
     pub node_port_addresses: NodePortAddresses,
