@@ -485,8 +485,30 @@ mod topology {
 
     #[test]
     fn hints_do_not_narrow_the_node_local_set() {
-        // Same-node service with ETP-style local selection is not in play; but a terminating-only cluster set
-        // ignores hints: make every endpoint of `zonal` terminating and check the fallback takes them all.
+        // internalTrafficPolicy: Local on `zonal`, and this node's endpoint is hinted for another zone: local
+        // endpoints are local whatever their hints.
+        let mut objects = load("topology");
+        objects
+            .service_mut("zonal")
+            .spec
+            .as_mut()
+            .unwrap()
+            .internal_traffic_policy = Some("Local".into());
+        let slice = objects.slice_mut("zonal-1");
+        let mut mine = slice.endpoints[1].clone();
+        mine.addresses = vec!["fd00:244:a::7".into()];
+        mine.node_name = Some("node-a".into());
+        slice.endpoints.push(mine);
+        let state = objects.desired(&node_dual());
+        assert_eq!(
+            dests(&state, &tcp("fd00:96::30", 80)),
+            ["[fd00:244:a::7]:8080"]
+        );
+    }
+
+    #[test]
+    fn terminating_fallback_ignores_hints() {
+        // Make every endpoint of `zonal` terminating: the fallback takes them all, hinted for us or not.
         let mut objects = load("topology");
         for ep in &mut objects.slice_mut("zonal-1").endpoints {
             ep.conditions = Some(k8s_openapi::api::discovery::v1::EndpointConditions {
@@ -577,6 +599,22 @@ mod traffic_policies {
                 (32002, ("pol/etp-local-none".to_string(), 0)),
                 (32003, ("pol/etp-local-terminating".to_string(), 0)),
             ])
+        );
+    }
+
+    #[test]
+    fn external_local_applies_to_external_ips_of_a_cluster_ip_service() {
+        let state = load("policies").desired(&node_dual());
+        assert_eq!(
+            dests(&state, &tcp("198.19.200.45", 80)),
+            ["198.18.10.45:8080"]
+        );
+        assert_eq!(dests(&state, &tcp("198.19.96.45", 80)).len(), 2);
+        assert!(
+            !state
+                .health_check_node_ports
+                .values()
+                .any(|h| h.service.name == "etp-local-external-ip")
         );
     }
 
@@ -1061,6 +1099,46 @@ mod diffs {
                 destination: d,
                 weight: 1
             }]
+        );
+    }
+}
+
+mod malformed_objects {
+    use super::*;
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+    #[test]
+    fn objects_missing_fields_are_skipped_without_panic() {
+        let unnamed = Service::default();
+        let mut no_spec = Service::default();
+        no_spec.metadata.name = Some("no-spec".into());
+        let mut bare_slice = EndpointSlice::default();
+        bare_slice.metadata.name = Some("bare".into());
+        bare_slice.metadata.labels = Some(BTreeMap::from([(
+            "kubernetes.io/service-name".into(),
+            "no-spec".into(),
+        )]));
+        bare_slice.address_type = "IPv7".into();
+        let state = proxy::model::desired_state([&unnamed, &no_spec], [&bare_slice], &node_dual());
+        assert!(state.ipvs.virtual_servers.is_empty());
+        assert!(state.vips.is_empty());
+        assert_eq!(
+            state.warnings,
+            [
+                Warning::UnnamedService {
+                    namespace: "default".into()
+                },
+                Warning::InvalidEndpointSlice {
+                    slice: proxy::model::ObjectRef {
+                        kind: "EndpointSlice",
+                        namespace: "default".into(),
+                        name: "bare".into(),
+                    },
+                    field: "addressType",
+                    value: "IPv7".into(),
+                },
+            ]
         );
     }
 }
