@@ -2,4 +2,5 @@
 //! BGP best paths -> kernel routes through rtnetlink;
 //! and the node's CNI conflist (bridge + host-local).
 
+pub mod cni;
 pub mod model;
