@@ -5,6 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -55,9 +56,58 @@ fn fnv1a(s: &str) -> u32 {
     h
 }
 
-/// The namespace prefix of a test: `fl-` and 6 hex digits of the test name's hash, then `-`.
+/// The namespace prefix shared by every run of a test: `fl-` and 6 hex digits of the test name's hash, then `-`.
 pub fn prefix_for(test_name: &str) -> String {
     format!("fl-{:06x}-", fnv1a(test_name) & 0x00ff_ffff)
+}
+
+/// Run prefixes of guards alive in this process (a test may build several topologies).
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Distinguishes guards of the same test in one process.
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
+/// The prefix of one guard: the test's prefix, this process's PID in base 36 and a sequence number,
+/// e.g. `fl-1a2b3c-2kq-0-`. The PID tells a later run whether a leftover's owner is still alive.
+fn run_prefix(test_prefix: &str) -> String {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{test_prefix}{}-{}-",
+        base36(std::process::id()),
+        base36(seq)
+    )
+}
+
+/// Whether a name of `test_prefix` belongs to a run that is over: its PID is gone, or it is this process and no
+/// live guard has it. A name whose owner runs elsewhere (another test process) is left alone.
+fn is_stale(test_prefix: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(test_prefix) else {
+        return false;
+    };
+    let Some(pid) = rest
+        .split('-')
+        .next()
+        .and_then(|p| u32::from_str_radix(p, 36).ok())
+        .and_then(|p| i32::try_from(p).ok())
+    else {
+        return true;
+    };
+    if u32::try_from(pid).ok() == Some(std::process::id()) {
+        let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        return !live.iter().any(|l| name.starts_with(l.as_str()));
+    }
+    kill(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
 }
 
 /// Names of all network namespaces (`ip netns list`).
@@ -85,19 +135,22 @@ fn delete_netns(name: &str) {
     }
 }
 
-/// Removes leftovers of an earlier run of the same test: namespaces with `prefix` and temp directories.
-pub fn stale_cleanup(prefix: &str) -> Result<()> {
+/// Removes leftovers of earlier runs of the test with `test_prefix` (see [`prefix_for`]) whose process is gone:
+/// namespaces (and what still runs in them) and temp directories.
+pub fn stale_cleanup(test_prefix: &str) -> Result<()> {
     for ns in list_netns()? {
-        if ns.starts_with(prefix) {
+        if is_stale(test_prefix, &ns) {
             tracing::info!(netns = ns, "removing stale namespace");
             delete_netns(&ns);
         }
     }
-    let tmp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&tmp) {
-        let dir_prefix = format!("fairlead-{prefix}");
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&dir_prefix) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name
+                .strip_prefix("fairlead-")
+                .is_some_and(|n| is_stale(test_prefix, n))
+            {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -113,10 +166,13 @@ impl Guard {
 
     /// A guard for `test_name`: cleans up a previous run's leftovers and makes a fresh temp directory.
     pub fn new(test_name: &str) -> Result<Guard> {
-        let prefix = prefix_for(test_name);
-        stale_cleanup(&prefix)?;
-        let temp_dir =
-            std::env::temp_dir().join(format!("fairlead-{prefix}{}", std::process::id()));
+        let test_prefix = prefix_for(test_name);
+        stale_cleanup(&test_prefix)?;
+        let prefix = run_prefix(&test_prefix);
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(prefix.clone());
+        let temp_dir = std::env::temp_dir().join(format!("fairlead-{prefix}"));
         std::fs::create_dir_all(&temp_dir)
             .map_err(|e| HarnessError::io("create directory", &temp_dir, e))?;
         tracing::debug!(test = test_name, prefix, "guard created");
@@ -127,7 +183,7 @@ impl Guard {
         })
     }
 
-    /// The namespace prefix, e.g. `fl-1a2b3c-`.
+    /// This guard's namespace prefix, e.g. `fl-1a2b3c-2kq-0-` (test hash, PID, sequence).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -273,5 +329,8 @@ impl Drop for Guard {
         if let Err(e) = std::fs::remove_dir_all(&self.temp_dir) {
             tracing::warn!(dir = %self.temp_dir.display(), error = %e, "could not remove temp dir");
         }
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|l| l != &self.prefix);
     }
 }

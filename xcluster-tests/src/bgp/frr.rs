@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -87,6 +87,32 @@ impl Frr {
         c
     }
 
+    /// Checks a written config with `bgpd -C` (dry run). bgpd exits 0 even for unknown commands and only logs
+    /// them (`[EC ...] No such command on config line N`), so any logged error code counts as a rejection.
+    pub fn check_config(conf: &Path) -> Result<()> {
+        let mut cmd = Command::new(format!("{FRR_DIR}/bgpd"));
+        cmd.args(["-C", "-S", "-Z", "-f"]).arg(conf);
+        let line = crate::exec::command_line(&cmd);
+        let out = cmd.output().map_err(|source| HarnessError::Spawn {
+            command: line.clone(),
+            source,
+        })?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() || text.contains("[EC ") {
+            return Err(HarnessError::Command {
+                command: line,
+                status: out.status.to_string(),
+                stdout: String::new(),
+                stderr: text,
+            });
+        }
+        Ok(())
+    }
+
     /// Writes `<temp>/<label>.conf`, starts zebra (as user `frr`) and then bgpd (as root, `-S`; it does not
     /// install routes, `-n`) in `netns` with sockets, pid files and logs under `<temp>/<label>.vty/`, and waits until
     /// vtysh answers for both.
@@ -97,6 +123,7 @@ impl Frr {
             .map_err(|e| HarnessError::io("create directory", &vty_dir, e))?;
         std::fs::write(&conf, Self::config(spec))
             .map_err(|e| HarnessError::io("write", &conf, e))?;
+        Self::check_config(&conf)?;
         // An explicit (empty) zebra config: without -f zebra would read the system's /etc/frr/frr.conf.
         let zebra_conf = vty_dir.join("zebra.conf");
         std::fs::write(&zebra_conf, "").map_err(|e| HarnessError::io("write", &zebra_conf, e))?;

@@ -54,21 +54,36 @@ fn drop_leaves_nothing_behind() {
     assert!(!temp.exists(), "{} still exists", temp.display());
 }
 
-/// A namespace left by a crashed earlier run of the same test is removed when the guard is made.
+/// A namespace left by a crashed earlier run of the same test is removed when the guard is made; one of a run
+/// that is still alive in another process (here: PID 1) is left alone.
 #[test]
 fn stale_namespaces_of_the_same_test_are_removed() {
     if !require_root_and_tools(&["ip"]) {
         return;
     }
     let name = "stale-cleanup-probe";
-    let stale = format!("{}leftover", prefix_for(name));
-    exec::ip(&["netns", "add", &stale]).expect("make stale namespace");
+    // "zzzzz" in base 36 is above any pid_max: that run is over.
+    let stale = format!("{}zzzzz-0-leftover", prefix_for(name));
+    let foreign = format!("{}1-0-alive", prefix_for(name));
+    for ns in [&stale, &foreign] {
+        exec::ip(&["netns", "add", ns]).expect("make namespace");
+    }
     let guard = Guard::new(name).expect("guard");
+    let after = list_netns().unwrap();
+    let _ = exec::ip(&["netns", "del", &foreign]);
+    assert!(!after.contains(&stale), "stale {stale} survived");
     assert!(
-        !list_netns().unwrap().contains(&stale),
-        "stale {stale} survived"
+        after.contains(&foreign),
+        "{foreign} of a live process was removed"
     );
-    drop(guard);
+    // Two guards of one test in one process do not clean up each other.
+    let ns = guard.add_netns("a").expect("namespace");
+    let second = Guard::new(name).expect("second guard");
+    assert!(
+        list_netns().unwrap().contains(&ns),
+        "second guard removed the first's {ns}"
+    );
+    assert_ne!(guard.prefix(), second.prefix());
 }
 
 #[test]
