@@ -528,7 +528,7 @@ impl Builder<'_> {
             for f in Family::ALL {
                 self.add_set(
                     d.isolated_set(f),
-                    Set::new(f, SetKind::Addr, format!("pods selected by a {d:?} policy")),
+                    Set::new(f, SetKind::Addr, format!("pods isolated for {}", d.chain())),
                 );
             }
         }
