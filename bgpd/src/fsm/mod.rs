@@ -95,7 +95,7 @@ pub enum Event {
     /// Event 26: KeepAliveMsg.
     KeepAliveMsg,
     /// Event 27: UpdateMsg.
-    UpdateMsg(UpdateMsg),
+    UpdateMsg(Box<UpdateMsg>),
     /// Event 28: UpdateMsgErr, with the NOTIFICATION the codec derived from the error.
     UpdateMsgErr(NotificationMsg),
     /// Not in RFC 4271: ROUTE-REFRESH received (RFC 2918); handled like an UPDATE for the timers.
@@ -107,7 +107,7 @@ impl Event {
     pub fn from_message(msg: Message) -> Event {
         match msg {
             Message::Open(open) => Event::BgpOpen(open),
-            Message::Update(update) => Event::UpdateMsg(update),
+            Message::Update(update) => Event::UpdateMsg(Box::new(update)),
             Message::Notification(n) if n.code == code::OPEN_MESSAGE && n.subcode == 1 => {
                 Event::NotifMsgVerErr(n)
             }
@@ -183,7 +183,7 @@ pub enum Action {
     /// The Established session ended: the RIB must withdraw or stale the peer's routes.
     SessionDown(SessionDown),
     /// An UPDATE for the RIB.
-    DeliverUpdate(UpdateMsg),
+    DeliverUpdate(Box<UpdateMsg>),
     /// The peer asks us to resend a family (RFC 2918).
     DeliverRouteRefresh(Family),
 }
@@ -733,6 +733,38 @@ pub fn collision_winner(
     } else {
         ConnectionOrigin::Incoming
     }
+}
+
+/// Collision detection on receipt of an OPEN (RFC 4271 §6.8, checked before the OPEN is processed): `receiving`
+/// got `open` while `other` is in OpenSent, OpenConfirm or Established. Returns the origin of the connection that
+/// must get [`Event::OpenCollisionDump`] (for `receiving`, instead of the OPEN), `None` when there is no collision
+/// or the OPEN is invalid anyway (the FSM then answers it with its own NOTIFICATION).
+pub fn collision_on_open(
+    receiving: (&Fsm, ConnectionOrigin),
+    other: (&Fsm, ConnectionOrigin),
+    open: &OpenMsg,
+) -> Option<ConnectionOrigin> {
+    let st = other.0.state();
+    if receiving.1 == other.1
+        || receiving.0.state() != State::OpenSent
+        || !matches!(
+            st,
+            State::OpenSent | State::OpenConfirm | State::Established
+        )
+    {
+        return None;
+    }
+    if st == State::Established {
+        return Some(receiving.1);
+    }
+    let cfg = receiving.0.config();
+    let neg = negotiate(cfg, open).ok()?;
+    let winner = collision_winner(cfg.router_id, cfg.local_as, neg.peer_id, neg.peer_as);
+    Some(if winner == ConnectionOrigin::Outgoing {
+        ConnectionOrigin::Incoming
+    } else {
+        ConnectionOrigin::Outgoing
+    })
 }
 
 /// Collision detection between two connections to one peer, each with its FSM: once the peer's identifier is known

@@ -543,7 +543,7 @@ fn open_sent_errors_from_codec_and_collision() {
         (Event::HoldTimerExpires, (4, 0)),
         (Event::AutomaticStop(code::cease::MAX_PREFIXES), (6, 1)),
         (Event::KeepAliveMsg, (5, 1)),
-        (Event::UpdateMsg(UpdateMsg::default()), (5, 1)),
+        (Event::UpdateMsg(Box::default()), (5, 1)),
         (Event::KeepaliveTimerExpires, (5, 1)),
         (Event::ConnectRetryTimerExpires, (5, 1)),
         (Event::RouteRefreshMsg(V4), (5, 1)),
@@ -650,7 +650,7 @@ fn open_confirm_errors() {
         (Event::BgpHeaderErr(notification(1, 1)), Some((1, 1))),
         (Event::BgpOpenMsgErr(notification(2, 2)), Some((2, 2))),
         (Event::BgpOpen(peer_open()), Some((5, 2))),
-        (Event::UpdateMsg(UpdateMsg::default()), Some((5, 2))),
+        (Event::UpdateMsg(Box::default()), Some((5, 2))),
         (Event::ConnectRetryTimerExpires, Some((5, 2))),
         (Event::TcpConnectionFails, None),
         (Event::NotifMsg(cease(4)), None),
@@ -678,10 +678,10 @@ fn established_messages_restart_hold_and_deliver() {
     let mut f = in_state(config(), State::Established);
     let hold = Action::StartTimer(Timer::Hold, Duration::from_secs(30));
     assert_eq!(f.process(Event::KeepAliveMsg), vec![hold.clone()]);
-    let u = UpdateMsg {
+    let u = Box::new(UpdateMsg {
         nlri: vec!["fd00:1::/64".parse().unwrap()],
         ..Default::default()
-    };
+    });
     assert_eq!(
         f.process(Event::UpdateMsg(u.clone())),
         vec![hold.clone(), Action::DeliverUpdate(u)]
@@ -1030,4 +1030,47 @@ fn event_from_message() {
         Event::RouteRefreshMsg(V4)
     );
     assert_eq!(Timer::Hold.expiry_event(), Event::HoldTimerExpires);
+}
+
+#[test]
+fn collision_on_open_decides_before_processing() {
+    use ConnectionOrigin::*;
+    // LOCAL_ID < PEER_ID: an OPEN on the incoming connection dumps our outgoing one.
+    let out = in_state(config(), State::OpenSent);
+    let inc = incoming_fsm(config(), State::OpenSent);
+    assert_eq!(
+        collision_on_open((&inc, Incoming), (&out, Outgoing), &peer_open()),
+        Some(Outgoing)
+    );
+    // With a higher local identifier the receiving incoming connection itself loses.
+    let hi = FsmConfig {
+        router_id: Ipv4Addr::new(198, 19, 0, 1),
+        ..config()
+    };
+    let out = in_state(hi.clone(), State::OpenSent);
+    let inc = incoming_fsm(hi, State::OpenSent);
+    assert_eq!(
+        collision_on_open((&inc, Incoming), (&out, Outgoing), &peer_open()),
+        Some(Incoming)
+    );
+    // An invalid OPEN is left to the FSM; a lone connection has no collision.
+    let bad = OpenMsg {
+        hold_time: 1,
+        ..peer_open()
+    };
+    assert_eq!(
+        collision_on_open((&inc, Incoming), (&out, Outgoing), &bad),
+        None
+    );
+    let conn = in_state(config(), State::Connect);
+    assert_eq!(
+        collision_on_open((&inc, Incoming), (&conn, Outgoing), &peer_open()),
+        None
+    );
+    // An Established session always wins.
+    let est = in_state(config(), State::Established);
+    assert_eq!(
+        collision_on_open((&inc, Incoming), (&est, Outgoing), &peer_open()),
+        Some(Incoming)
+    );
 }
