@@ -134,3 +134,39 @@ fn ping_and_tcp_fail_for_unreachable_targets() {
     assert!(xcluster_tests::ping(ns, "fd00:dead::1".parse().unwrap()).is_err());
     assert!(xcluster_tests::tcp_connect(ns, "198.18.1.1".parse().unwrap(), 9).is_err());
 }
+
+/// A test that panics still loses its namespaces and processes: the guard cleans up while unwinding.
+#[test]
+fn panic_still_cleans_up() {
+    if !require_root_and_tools(&["ip", "sleep"]) {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::thread::spawn(move || {
+        let topo = TopologyBuilder::named("panic-still-cleans-up", AddressPlan::Ipv6Only)
+            .nodes(2)
+            .build()
+            .expect("build");
+        let pid = topo
+            .guard()
+            .spawn_in(&topo.node(1).unwrap().netns, "sleeper", "sleep", &["600"])
+            .expect("spawn");
+        tx.send((topo.guard().prefix().to_owned(), pid)).unwrap();
+        panic!("deliberate panic with a live topology");
+    })
+    .join();
+    assert!(outcome.is_err(), "the thread should have panicked");
+    let (prefix, pid) = rx.recv().expect("prefix and pid from the panicking thread");
+    let left: Vec<String> = list_netns()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left behind after panic: {left:?}");
+    let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None);
+    assert_eq!(
+        alive,
+        Err(nix::errno::Errno::ESRCH),
+        "pid {pid} survived the panic"
+    );
+}
