@@ -1075,6 +1075,12 @@ fn duplicate_peers_keep_the_first_by_precedence() {
             })
             .collect();
         assert_eq!(dups, vec![ip(tor), node_ip(families[0], 2)], "{stack:?}");
+        let text = r.warnings[0].to_string();
+        assert!(
+            text.contains("--peer-router-ips")
+                && text.contains("kept: annotation fairlead.io/peers"),
+            "{text}"
+        );
         assert!(
             r.peers
                 .iter()
@@ -1182,6 +1188,21 @@ fn router_id_derivation() {
             Ipv4Addr::new(84, 196, 51, 131),
             RouterIdSource::HashOfNodeName
         )
+    );
+    // ... no announcement and no sessions with other nodes, each reported once about itself.
+    assert!(r.peers.is_empty() && r.announcements.is_empty());
+    assert_eq!(
+        r.warnings,
+        vec![
+            ModelWarning::PodCidrWithoutAddress {
+                node: "node-1".into(),
+                cidr: net("fd00:100:0:1::/64"),
+                family: Ipv6
+            },
+            ModelWarning::NoPeeringAddress {
+                node: "node-1".into()
+            }
+        ]
     );
     // A node whose IPv6 address hashes to 0 still gets a valid id.
     let mut nodes = Stack::Ipv6Only.nodes();

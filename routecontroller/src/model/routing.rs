@@ -98,6 +98,15 @@ pub enum PeerSource {
     Annotation(&'static str),
 }
 
+impl std::fmt::Display for PeerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerSource::Flags => f.write_str("--peer-router-ips"),
+            PeerSource::Annotation(key) => write!(f, "annotation {key}"),
+        }
+    }
+}
+
 /// An originated prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Announcement {
@@ -457,6 +466,13 @@ fn node_peers(
             });
         }
     }
+    if local.internal_ips.is_empty() {
+        // Reported once, naming the local node, rather than once per remote node.
+        warnings.push(ModelWarning::NoPeeringAddress {
+            node: local.name.clone(),
+        });
+        return Vec::new();
+    }
     let local_asn = local.asn(config);
     let service_ranges = config.advertised_service_ranges();
     let mut peers = Vec::new();
@@ -608,12 +624,12 @@ fn external_peers(
         if let Some(existing) = peers.iter().find(|p| p.address == spec.address) {
             let kept = match &existing.kind {
                 PeerKind::Node { name } => format!("node {name}"),
-                PeerKind::External { source } => format!("{source:?}"),
+                PeerKind::External { source } => source.to_string(),
             };
             warnings.push(ModelWarning::DuplicatePeer {
                 node: local.name.clone(),
                 address: spec.address,
-                source_ignored: format!("{source:?} (kept: {kept})"),
+                source_ignored: format!("{source} (kept: {kept})"),
             });
             continue;
         }
