@@ -228,6 +228,10 @@ impl Rib {
         prefixes: &[IpNet],
         out: &mut Vec<OutChange>,
     ) {
+        if self.slot(idx).session.is_none() {
+            // Checked before the Adj-RIB-Out is taken out below, so it is never lost.
+            return;
+        }
         let mut adj = std::mem::take(self.slot_mut(idx).adj_out.entry(family).or_default());
         {
             let Rib {

@@ -535,6 +535,19 @@ impl Rib {
         Ok(changes)
     }
 
+    /// Replaces a peer's configuration (policies, reflection, limits). Import changes apply to routes received
+    /// from now on (the speaker sends ROUTE-REFRESH to re-learn the rest, as bgpd keeps no pre-policy copy);
+    /// export changes take effect with the next [`Rib::export_all`]. A changed `remote_asn` changes iBGP/eBGP
+    /// and needs a new session.
+    pub fn set_peer_config(&mut self, config: PeerConfig) -> Result<(), RibError> {
+        let idx = self.idx(config.id)?;
+        let ibgp = config.remote_asn == self.local.asn;
+        let slot = self.slot_mut(idx);
+        slot.ibgp = ibgp;
+        slot.config = config;
+        Ok(())
+    }
+
     pub fn peer_config(&self, peer: PeerId) -> Result<&PeerConfig, RibError> {
         Ok(&self.slot(self.idx(peer)?).config)
     }
@@ -569,7 +582,7 @@ impl Rib {
             if keep_stale.contains(&family) {
                 self.mark_stale_idx(idx, family);
             } else {
-                changes.extend(self.remove_paths(family, |p| p.peer == idx));
+                changes.extend(self.remove_paths(family, |p| p.peer == idx).0);
                 self.slot_mut(idx).accepted.remove(&family);
             }
         }
@@ -605,9 +618,7 @@ impl Rib {
         family: Family,
     ) -> Result<Vec<BestChange>, RibError> {
         let idx = self.idx(peer)?;
-        let before = self.count_paths(family, idx);
-        let changes = self.remove_paths(family, |p| p.peer == idx && p.stale);
-        let removed = before - self.count_paths(family, idx);
+        let (changes, removed) = self.remove_paths(family, |p| p.peer == idx && p.stale);
         if let Some(n) = self.slot_mut(idx).accepted.get_mut(&family) {
             *n = n.saturating_sub(removed);
         }
@@ -615,20 +626,13 @@ impl Rib {
         Ok(changes)
     }
 
-    fn count_paths(&self, family: Family, idx: PeerIdx) -> usize {
-        self.tables
-            .get(&family)
-            .map(|t| {
-                t.dests
-                    .values()
-                    .map(|d| d.paths.iter().filter(|p| p.peer == idx).count())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
-    /// Removes every path matching `pred` from a family, reranking and reporting changed destinations.
-    fn remove_paths(&mut self, family: Family, pred: impl Fn(&Path) -> bool) -> Vec<BestChange> {
+    /// Removes every path matching `pred` from a family, reranking; returns the changed destinations and how
+    /// many paths went.
+    fn remove_paths(
+        &mut self,
+        family: Family,
+        pred: impl Fn(&Path) -> bool,
+    ) -> (Vec<BestChange>, usize) {
         let Rib {
             local,
             peers,
@@ -636,16 +640,19 @@ impl Rib {
             ..
         } = self;
         let Some(table) = tables.get_mut(&family) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         let mut changes = Vec::new();
+        let mut removed = 0;
         table.dests.retain(|prefix, dest| {
             if !dest.paths.iter().any(&pred) {
                 return true;
             }
+            let n = dest.paths.len();
             let old: Vec<Route> = dest.best_set().iter().map(|p| to_route(peers, p)).collect();
             let before = snapshot(Some(dest));
             dest.paths.retain(|p| !pred(p));
+            removed += n - dest.paths.len();
             rerank(local, peers, dest);
             if snapshot(Some(dest)) != before {
                 let new = dest.best_set().iter().map(|p| to_route(peers, p)).collect();
@@ -658,7 +665,7 @@ impl Rib {
             }
             !dest.paths.is_empty()
         });
-        changes
+        (changes, removed)
     }
 
     /// Puts (or with `None` removes) `peer`'s path for `prefix`; returns the change of the best set and whether

@@ -1792,3 +1792,83 @@ fn memory_per_route_100k_per_family() {
     );
     assert!(per_route < 120.0, "{per_route} bytes per prefix");
 }
+
+#[test]
+fn export_policy_change_applies_on_export_all() {
+    for f in FAMS {
+        let mut rib = new_rib();
+        let src = add(&mut rib, "fd00::1", 65001, "198.18.255.11");
+        let e = add(&mut rib, "198.18.0.2", 65002, "198.18.255.12");
+        ins(&mut rib, src, f.prefix(), attrs(f.nh(1), &[65001]));
+        assert_eq!(rib.export_all(e, f.family).unwrap().len(), 1);
+        let mut config = rib.peer_config(e).unwrap().clone();
+        config.export.default_action = Action::Deny;
+        rib.set_peer_config(config).unwrap();
+        assert_eq!(
+            rib.export_all(e, f.family).unwrap(),
+            vec![OutChange::Withdraw { prefix: f.prefix() }]
+        );
+        let unknown = PeerConfig::new(PeerId::new(ip("fd00::77")), 1);
+        assert_eq!(
+            rib.set_peer_config(unknown),
+            Err(RibError::UnknownPeer(PeerId::new(ip("fd00::77"))))
+        );
+    }
+}
+
+/// Throughput figure for the report, not a pass/fail timing: run with
+/// `cargo test -p bgpd --release --lib -- --ignored rib::tests::throughput --nocapture`.
+#[test]
+#[ignore = "measurement; run in release by hand"]
+fn throughput_100k_per_family_insert_export() {
+    let mut rib = new_rib();
+    let a = add(&mut rib, "fd00::1", 65001, "198.18.255.11");
+    let e = add(&mut rib, "198.18.0.2", 65002, "198.18.255.12");
+    let n: u32 = 100_000;
+    for f in FAMS {
+        let nlri: Vec<IpNet> = (0..n)
+            .map(|i| {
+                if f.v4 {
+                    IpNet::V4(
+                        ipnet::Ipv4Net::new(Ipv4Addr::from(0xC612_0000 + (i << 8)), 24).unwrap(),
+                    )
+                } else {
+                    IpNet::V6(
+                        ipnet::Ipv6Net::new(
+                            Ipv6Addr::from((0xfd00_u128 << 112) | ((i as u128) << 64)),
+                            64,
+                        )
+                        .unwrap(),
+                    )
+                }
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        let mut changes = Vec::new();
+        for chunk in nlri.chunks(500) {
+            let update = UpdateMsg {
+                attributes: Some(attrs(f.nh(1), &[65001, 65100])),
+                nlri: chunk.to_vec(),
+                ..Default::default()
+            };
+            changes.extend(rib.apply_update(a, &update).unwrap().changes);
+        }
+        let t_insert = start.elapsed();
+        let start = std::time::Instant::now();
+        let out = rib.export(e, &changes).unwrap();
+        let t_export = start.elapsed();
+        let start = std::time::Instant::now();
+        let gone = rib.session_down(a, &[]).unwrap();
+        let t_down = start.elapsed();
+        assert_eq!(
+            (changes.len(), out.len(), gone.len()),
+            (n as usize, n as usize, n as usize)
+        );
+        println!(
+            "{:?}: insert {n} in {t_insert:?} ({:.0} ns/prefix), export {t_export:?}, session down {t_down:?}",
+            f.family,
+            t_insert.as_nanos() as f64 / n as f64
+        );
+        rib.session_up(a, session("198.18.255.11")).unwrap();
+    }
+}
