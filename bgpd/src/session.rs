@@ -527,12 +527,7 @@ impl Driver {
     ) -> Result<(), SockOptError> {
         let ipv6 = self.config.remote.is_ipv6();
         if with_md5 && let Some(key) = &self.config.md5_key {
-            sockopt::set_tcp_md5sig(
-                fd,
-                self.config.remote,
-                self.config.scope_id.unwrap_or(0),
-                Some(key),
-            )?;
+            sockopt::set_tcp_md5sig(fd, self.config.remote, Some(key))?;
         }
         match self.config.ttl {
             TtlMode::Default => Ok(()),
@@ -1021,7 +1016,7 @@ impl Listener {
         let key = config.peer_key();
         for s in self.sockets_of(config.remote) {
             if let Some(md5) = &config.md5_key {
-                sockopt::set_tcp_md5sig(s.as_fd(), config.remote, key.scope_id, Some(md5))?;
+                sockopt::set_tcp_md5sig(s.as_fd(), config.remote, Some(md5))?;
             }
             // A GTSM peer drops our SYN-ACK unless it leaves with TTL 255; the minimum on receipt is set on the
             // accepted connection, since the listening socket is shared with peers that may not use GTSM.
@@ -1046,7 +1041,7 @@ impl Listener {
             .remove(&key);
         if config.md5_key.is_some() {
             for s in self.sockets_of(config.remote) {
-                sockopt::set_tcp_md5sig(s.as_fd(), config.remote, key.scope_id, None)?;
+                sockopt::set_tcp_md5sig(s.as_fd(), config.remote, None)?;
             }
         }
         Ok(())

@@ -14,8 +14,6 @@ use socket2::SockRef;
 const MD5SIG_LEN: usize = 128 + 1 + 1 + 2 + 4 + MD5_MAX_KEY_LEN;
 /// TCP_MD5SIG_MAXKEYLEN.
 pub const MD5_MAX_KEY_LEN: usize = 80;
-/// TCP_MD5SIG_FLAG_IFINDEX (linux/tcp.h): the key is bound to `tcpm_ifindex` (for link-local peers).
-const TCP_MD5SIG_FLAG_IFINDEX: u8 = 0x2;
 
 /// A socket option that could not be set.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +30,13 @@ pub enum SockOptError {
 }
 
 /// Installs (`Some(key)`) or removes (`None`) the TCP-MD5 key for connections with `peer` on this socket.
-/// On a listening socket this is per peer: every peer with a key gets its own call. `scope_id` binds the key to
-/// an interface (link-local IPv6 peers); 0 means any.
+/// On a listening socket this is per peer: every peer with a key gets its own call. A link-local peer's key is
+/// keyed by its address alone: the kernel binds keys to an interface (TCP_MD5SIG_FLAG_IFINDEX) only for VRF
+/// (L3 master) devices and refuses a plain interface with EINVAL, so the same link-local address on two
+/// interfaces shares a key.
 pub fn set_tcp_md5sig(
     fd: BorrowedFd<'_>,
     peer: IpAddr,
-    scope_id: u32,
     key: Option<&[u8]>,
 ) -> Result<(), SockOptError> {
     let key = key.unwrap_or_default();
@@ -52,20 +51,15 @@ pub fn set_tcp_md5sig(
             buf[4..8].copy_from_slice(&a.octets());
         }
         IpAddr::V6(a) => {
-            // struct sockaddr_in6: family, port, flowinfo, address, scope id.
+            // struct sockaddr_in6: family, port, flowinfo, address, scope id (ignored by the kernel here).
             buf[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
             buf[8..24].copy_from_slice(&a.octets());
         }
     }
-    let mut name = libc::TCP_MD5SIG;
-    if scope_id != 0 {
-        name = libc::TCP_MD5SIG_EXT;
-        buf[128] = TCP_MD5SIG_FLAG_IFINDEX;
-        buf[132..136].copy_from_slice(&(scope_id as i32).to_ne_bytes());
-    }
+    // tcpm_flags, tcpm_prefixlen and tcpm_ifindex stay 0: a key for exactly this address.
     buf[130..132].copy_from_slice(&(key.len() as u16).to_ne_bytes());
     buf[136..136 + key.len()].copy_from_slice(key);
-    setsockopt_bytes(fd, libc::IPPROTO_TCP, name, &buf)
+    setsockopt_bytes(fd, libc::IPPROTO_TCP, libc::TCP_MD5SIG, &buf)
         .map_err(|source| SockOptError::Md5Sig { peer, source })
 }
 
@@ -225,9 +219,9 @@ mod tests {
         }
         for lo in LOOPBACKS {
             let l = listen(lo).await;
-            set_tcp_md5sig(l.as_fd(), lo, 0, Some(b"fairlead-secret")).unwrap();
+            set_tcp_md5sig(l.as_fd(), lo, Some(b"fairlead-secret")).unwrap();
             let r = try_exchange(&l, lo, |s| {
-                set_tcp_md5sig(s.as_fd(), lo, 0, Some(b"fairlead-secret")).unwrap()
+                set_tcp_md5sig(s.as_fd(), lo, Some(b"fairlead-secret")).unwrap()
             });
             assert_eq!(r.await, Ok(()), "{lo}");
         }
@@ -240,9 +234,9 @@ mod tests {
         }
         for lo in LOOPBACKS {
             let l = listen(lo).await;
-            set_tcp_md5sig(l.as_fd(), lo, 0, Some(b"right")).unwrap();
+            set_tcp_md5sig(l.as_fd(), lo, Some(b"right")).unwrap();
             let r = try_exchange(&l, lo, |s| {
-                set_tcp_md5sig(s.as_fd(), lo, 0, Some(b"wrong")).unwrap()
+                set_tcp_md5sig(s.as_fd(), lo, Some(b"wrong")).unwrap()
             });
             assert!(r.await.is_err(), "{lo}: mismatched keys connected");
             let r = try_exchange(&l, lo, |_| {});
@@ -251,7 +245,7 @@ mod tests {
                 "{lo}: unsigned SYN connected to a keyed listener"
             );
             // Removing the key on the listener lets unsigned connections in again.
-            set_tcp_md5sig(l.as_fd(), lo, 0, None).unwrap();
+            set_tcp_md5sig(l.as_fd(), lo, None).unwrap();
             assert_eq!(try_exchange(&l, lo, |_| {}).await, Ok(()), "{lo}");
         }
     }
@@ -259,13 +253,8 @@ mod tests {
     #[test]
     fn md5_key_too_long_is_a_typed_error() {
         let s = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let e = set_tcp_md5sig(
-            s.as_fd(),
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            0,
-            Some(&[7u8; 81]),
-        )
-        .unwrap_err();
+        let e = set_tcp_md5sig(s.as_fd(), IpAddr::V4(Ipv4Addr::LOCALHOST), Some(&[7u8; 81]))
+            .unwrap_err();
         assert!(matches!(e, SockOptError::Md5KeyTooLong(81)), "{e}");
     }
 

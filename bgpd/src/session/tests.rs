@@ -579,3 +579,128 @@ async fn gtsm_peers_establish() {
         eb.established().await;
     }
 }
+
+// ---- link-local IPv6 peers, in two network namespaces joined by a veth pair ----
+
+/// Two network namespaces joined by a veth pair; deleted on drop (deleting a namespace removes its veth end).
+struct NetnsPair {
+    names: [String; 2],
+}
+
+impl NetnsPair {
+    fn create(prefix: &str) -> NetnsPair {
+        let pid = std::process::id();
+        let names = [format!("{prefix}-a-{pid}"), format!("{prefix}-b-{pid}")];
+        let pair = NetnsPair { names };
+        let [a, b] = &pair.names;
+        for args in [
+            vec!["netns", "add", a],
+            vec!["netns", "add", b],
+            vec![
+                "link", "add", "va", "netns", a, "type", "veth", "peer", "name", "vb", "netns", b,
+            ],
+            vec!["-n", a, "link", "set", "lo", "up"],
+            vec!["-n", b, "link", "set", "lo", "up"],
+            vec!["-n", a, "addr", "add", "fe80::a/64", "dev", "va", "nodad"],
+            vec!["-n", b, "addr", "add", "fe80::b/64", "dev", "vb", "nodad"],
+            vec!["-n", a, "link", "set", "va", "up"],
+            vec!["-n", b, "link", "set", "vb", "up"],
+        ] {
+            let st = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .expect("run ip");
+            assert!(st.success(), "ip {args:?} failed");
+        }
+        pair
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .status();
+        }
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`, on a runtime of its own.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).expect("open netns");
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(f())
+    })
+}
+
+#[test]
+fn link_local_peers_with_scope_id_md5_and_gtsm() {
+    if !need_root("link_local_peers_with_scope_id_md5_and_gtsm") {
+        return;
+    }
+    let ns = NetnsPair::create("fl-sess-ll");
+    let ll_a: Ipv6Addr = "fe80::a".parse().unwrap();
+    let ll_b: Ipv6Addr = "fe80::b".parse().unwrap();
+    let opts = |c: &mut SessionConfig, ifname: &str| {
+        c.scope_id = Some(nix::net::if_::if_nametoindex(ifname).expect("ifindex"));
+        c.md5_key = Some(b"link-local".to_vec());
+        c.ttl = TtlMode::Gtsm { hops: 1 };
+    };
+    // a: passive, listening on the default port 179 (a fresh namespace has it free).
+    let a = in_netns(&ns.names[0], move || {
+        Box::pin(async move {
+            let mut cfg = SessionConfig::new(
+                FsmConfig {
+                    passive: true,
+                    ..fsm_config(65001, 65002, ID_A)
+                },
+                ll_b.into(),
+            );
+            opts(&mut cfg, "va");
+            let listener = Listener::bind(&any_addrs(BGP_PORT)).unwrap();
+            let (h, mut ev) = spawn_session(cfg.clone());
+            listener.register(&cfg, &h).unwrap();
+            h.send(SessionCommand::Start).unwrap();
+            let n = ev.established().await;
+            // Stay up until the other side is done too.
+            let rest = ev.drain_for(Duration::from_millis(500)).await;
+            h.shutdown().await;
+            (n.peer_id, cfg.peer_key(), rest)
+        })
+    });
+    let b = in_netns(&ns.names[1], move || {
+        Box::pin(async move {
+            let mut cfg = SessionConfig::new(fsm_config(65002, 65001, ID_B), ll_a.into());
+            opts(&mut cfg, "vb");
+            let (h, mut ev) = spawn_session(cfg);
+            h.send(SessionCommand::Start).unwrap();
+            let n = ev.established().await;
+            let rest = ev.drain_for(Duration::from_millis(500)).await;
+            h.shutdown().await;
+            (n.peer_id, rest)
+        })
+    });
+    let (id_b, key, rest_a) = a.join().expect("side a");
+    let (id_a, rest_b) = b.join().expect("side b");
+    assert_eq!((id_a, id_b), (ID_A, ID_B));
+    assert_ne!(
+        key.scope_id, 0,
+        "link-local peer key must carry the interface"
+    );
+    for rest in [rest_a, rest_b] {
+        assert!(
+            !rest.iter().any(|e| matches!(e, SessionEvent::Down(_))),
+            "{rest:?}"
+        );
+    }
+}
