@@ -73,3 +73,18 @@ pub fn require_root_and_tools(tools: &[&str]) -> bool {
     eprintln!("SKIPPED {test}: {why}");
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_named() {
+        let why =
+            missing_requirements(&["sh", "fairlead-no-such-tool"]).expect("must not be runnable");
+        assert!(why.contains("fairlead-no-such-tool"), "{why}");
+        assert!(!why.contains("sh,"), "{why}");
+        assert!(find_tool("sh").is_some());
+        assert!(find_tool("/no/such/fairlead/tool").is_none());
+    }
+}
