@@ -238,6 +238,7 @@ fn bridged_traffic_matches_the_evaluator() {
             },
         );
         lab.load(&built.ruleset);
+        let mut probes = Vec::new();
         for (i, (sns, sp)) in LAB_PODS.iter().enumerate() {
             for (dns, dp) in LAB_PODS {
                 if (*sns, *sp) == (dns, dp) {
@@ -245,21 +246,33 @@ fn bridged_traffic_matches_the_evaluator() {
                 }
                 for f in Family::ALL {
                     for port in [80u16, 81] {
-                        let (src, dst) = (pod_ip(*sns, *sp, f), pod_ip(dns, dp, f));
-                        let want = allows(&built.ruleset, src, dst, Protocol::Tcp, port).unwrap();
-                        let got = connects(&lab.pods[i], dst, port);
-                        if want {
-                            counts.0 += 1;
-                        } else {
-                            counts.1 += 1;
-                        }
-                        if want != got {
-                            mismatches.push(format!(
-                                "{fixture}: {src} -> {dst} TCP/{port}: evaluator {want}, kernel {got}"
-                            ));
-                        }
+                        probes.push((i, pod_ip(*sns, *sp, f), pod_ip(dns, dp, f), port));
                     }
                 }
+            }
+        }
+        // Probes run concurrently: each blocked one waits for its connect timeout.
+        let results: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = probes
+                .iter()
+                .map(|(i, _, dst, port)| {
+                    let ns = &lab.pods[*i];
+                    scope.spawn(move || connects(ns, *dst, *port))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for ((_, src, dst, port), got) in probes.iter().zip(results) {
+            let want = allows(&built.ruleset, *src, *dst, Protocol::Tcp, *port).unwrap();
+            if want {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+            if want != got {
+                mismatches.push(format!(
+                    "{fixture}: {src} -> {dst} TCP/{port}: evaluator {want}, kernel {got}"
+                ));
             }
         }
     }

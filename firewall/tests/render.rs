@@ -94,6 +94,14 @@ fn golden_text_ipv6_only() {
 }
 
 #[test]
+fn golden_json_dual_stack() {
+    let rs = sample(Addressing::DualStackIpv4Primary).ruleset;
+    let mut json = serde_json::to_string_pretty(&to_nftables_batch(&rs)).unwrap();
+    json.push('\n');
+    golden("dual-stack.json", &json);
+}
+
+#[test]
 fn json_batch_shape() {
     let rs = sample(Addressing::DualStackIpv4Primary).ruleset;
     let json = serde_json::to_value(to_nftables_batch(&rs)).unwrap();
