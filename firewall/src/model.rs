@@ -676,7 +676,7 @@ impl Builder<'_> {
                     let mut set = Set::new(
                         *family,
                         SetKind::Interval,
-                        format!("{comment} peer {k} ipBlock"),
+                        truncate(format!("{comment} peer {k} ipBlock")),
                     );
                     set.elements
                         .extend(nets.iter().map(|n| SetElement::Net(*n)));

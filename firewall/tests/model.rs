@@ -344,3 +344,28 @@ fn evaluator_rejects_broken_rulesets() {
         Err(EvalError::UnknownSet(s)) if s == "ingress_isolated_v6"
     ));
 }
+
+#[test]
+fn comments_fit_nft_limit_for_longest_names() {
+    let long: NetworkPolicy = serde_norway::from_str(&format!(
+        "metadata: {{name: {}, namespace: {}}}\nspec:\n  podSelector: {{}}\n  ingress:\n  \
+         - from: [{{ipBlock: {{cidr: fd00::/8}}}}, {{podSelector: {{}}}}]\n    ports: [{{port: {}}}]\n",
+        "p".repeat(253),
+        "n".repeat(63),
+        "w".repeat(15)
+    ))
+    .unwrap();
+    let built = build_with(&[long], &pods(Addressing::Ipv6Only), &Options::default());
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    let rs = &built.ruleset;
+    // nft rejects comments over 128 characters (checked with nft 1.0.6).
+    for set in rs.sets.values() {
+        assert!(set.comment.len() <= 128, "{}", set.comment);
+    }
+    for chain in &rs.chains {
+        for rule in &chain.rules {
+            assert!(rule.comment.as_ref().is_none_or(|c| c.len() <= 128));
+        }
+    }
+    assert!(rs.sets.values().any(|s| s.comment.len() == 120));
+}

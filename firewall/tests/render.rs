@@ -198,6 +198,27 @@ fn real_nft_accepts_text_and_json() {
         let (ok, err) = ns.nft_check(&["-c", "-j"], &json);
         assert!(ok, "{addressing:?}: nft -c -j rejected the JSON:\n{err}");
     }
+    // Longest legal names (namespace 63, policy 253 characters) still fit nft's comment limits.
+    let long = serde_norway::from_str::<k8s_openapi::api::networking::v1::NetworkPolicy>(&format!(
+        "metadata: {{name: {}, namespace: {}}}\nspec:\n  podSelector: {{}}\n  ingress:\n  \
+         - from: [{{ipBlock: {{cidr: fd00::/8, except: [fd00::/16]}}}}, {{podSelector: {{}}}}]\n",
+        "p".repeat(253),
+        "n".repeat(63)
+    ))
+    .unwrap();
+    let built = build(
+        Input {
+            policies: &[long],
+            pods: &pods(Addressing::Ipv6Only),
+            namespaces: &namespaces(),
+        },
+        &Options::default(),
+    );
+    assert!(built.skipped.is_empty());
+    let text = dir.join("long.nft");
+    std::fs::write(&text, to_nft_replace_script(&built.ruleset)).unwrap();
+    let (ok, err) = ns.nft_check(&["-c"], &text);
+    assert!(ok, "long names: nft -c rejected the text:\n{err}");
     // The check is not vacuous: a broken script is rejected.
     let bad = dir.join("bad.nft");
     std::fs::write(
