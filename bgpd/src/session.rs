@@ -167,6 +167,8 @@ pub enum SessionCommand {
     SendUpdates(Vec<UpdateMsg>),
     /// A connection the listener accepted from this peer.
     Incoming(TcpStream),
+    /// AutomaticStop: Cease with this subcode (e.g. 1, maximum number of prefixes), then restart after backoff.
+    AutomaticStop(u8),
     /// Stop (Cease / Peer De-configured) and end the task.
     Shutdown,
 }
@@ -178,7 +180,11 @@ pub enum SessionEvent {
         from: State,
         to: State,
     },
-    Established(Box<Negotiated>),
+    Established {
+        negotiated: Box<Negotiated>,
+        /// Our end of the connection (its address is our next hop towards this peer).
+        local: Option<SocketAddr>,
+    },
     /// The Established session ended: withdraw or stale the peer's routes.
     Down(SessionDown),
     Update(Box<UpdateMsg>),
@@ -270,6 +276,7 @@ enum Internal {
 
 struct Conn {
     id: u64,
+    local: Option<SocketAddr>,
     writer: OwnedWriteHalf,
     reader: JoinHandle<()>,
 }
@@ -340,7 +347,7 @@ struct Driver {
     /// The state last reported to the speaker.
     reported: State,
     /// The secondary reached Established before being promoted (reported on promotion).
-    secondary_established: Option<Box<Negotiated>>,
+    secondary_established: Option<(Box<Negotiated>, Option<SocketAddr>)>,
 }
 
 /// The codec contexts for what was negotiated.
@@ -494,6 +501,10 @@ impl Driver {
                 }
             }
             SessionCommand::Incoming(stream) => self.incoming(stream).await,
+            SessionCommand::AutomaticStop(subcode) => {
+                self.feed(Which::Primary, Event::AutomaticStop(subcode))
+                    .await;
+            }
             SessionCommand::Shutdown => {}
         }
     }
@@ -569,6 +580,7 @@ impl Driver {
         let id = self.next_id;
         self.next_id += 1;
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         let (mut rd, writer) = stream.into_split();
         let tx = self.internal_tx.clone();
         let reader = tokio::spawn(async move {
@@ -600,7 +612,12 @@ impl Driver {
         });
         if let Some(slot) = self.slot(which) {
             slot.origin = origin;
-            slot.conn = Some(Conn { id, writer, reader });
+            slot.conn = Some(Conn {
+                id,
+                local,
+                writer,
+                reader,
+            });
         }
         id
     }
@@ -752,14 +769,18 @@ impl Driver {
             Action::SessionEstablished(neg) => {
                 let slot = self.slot(which)?;
                 (slot.decode, slot.encode) = codec_contexts(&neg);
+                let local = slot.conn.as_ref().and_then(|c| c.local);
                 info!(peer = ?self.peer, peer_as = neg.peer_as, peer_id = %neg.peer_id, hold = neg.hold_time,
                       "session established");
                 if which == Which::Primary {
                     self.report_state();
-                    self.emit(SessionEvent::Established(neg));
+                    self.emit(SessionEvent::Established {
+                        negotiated: neg,
+                        local,
+                    });
                 } else {
                     // Reported when reconcile() promotes the secondary.
-                    self.secondary_established = Some(neg);
+                    self.secondary_established = Some((neg, local));
                 }
                 None
             }
@@ -889,9 +910,9 @@ impl Driver {
         if let Some(sec) = self.secondary.take() {
             // Dropping the old primary slot closes whatever it still had.
             self.primary = sec;
-            if let Some(neg) = self.secondary_established.take() {
+            if let Some((negotiated, local)) = self.secondary_established.take() {
                 self.report_state();
-                self.emit(SessionEvent::Established(neg));
+                self.emit(SessionEvent::Established { negotiated, local });
             }
         }
     }

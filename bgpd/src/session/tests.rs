@@ -55,7 +55,10 @@ impl Events {
 
     async fn established(&mut self) -> Negotiated {
         self.wait_for("Established", |e| match e {
-            SessionEvent::Established(n) => Some((**n).clone()),
+            SessionEvent::Established { negotiated, local } => {
+                assert!(local.is_some());
+                Some((**negotiated).clone())
+            }
             _ => None,
         })
         .await
