@@ -1872,3 +1872,113 @@ fn throughput_100k_per_family_insert_export() {
         rib.session_up(a, session("198.18.255.11")).unwrap();
     }
 }
+
+// ---------- properties ----------
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One candidate path: (peer number, local-pref, AS_PATH length, origin, MED, neighbouring AS, originator).
+    type Spec = (u8, u32, u8, u8, Option<u32>, u32, Option<u8>);
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            0u8..6,
+            prop_oneof![Just(100u32), Just(200)],
+            1u8..4,
+            0u8..3,
+            prop_oneof![Just(None), Just(Some(0u32)), Just(Some(10))],
+            prop_oneof![Just(65001u32), Just(65002), Just(ASN)],
+            prop_oneof![Just(None), Just(Some(1u8)), Just(Some(9))],
+        )
+    }
+
+    /// A RIB with six peers: 0..3 eBGP (odd ones over IPv6), 3..6 iBGP.
+    fn rib_with_peers() -> (Rib, Vec<PeerId>) {
+        let mut rib = new_rib();
+        let peers = (0..6u8)
+            .map(|i| {
+                let addr = if i % 2 == 1 {
+                    format!("fd00::{}", i + 1)
+                } else {
+                    format!("198.18.0.{}", i + 1)
+                };
+                let asn = if i < 3 { 65001 + u32::from(i) } else { ASN };
+                add(&mut rib, &addr, asn, &format!("198.18.255.{}", 20 - i))
+            })
+            .collect();
+        (rib, peers)
+    }
+
+    fn path_attrs(f: &Fam, s: &Spec) -> PathAttributes {
+        let (peer, lp, len, origin, med, nas, orig) = *s;
+        let mut path = vec![nas];
+        path.extend((1..len).map(|i| 64000 + u32::from(i)));
+        if peer < 3 {
+            path[0] = 65001 + u32::from(peer); // an eBGP peer's path starts with its ASN
+        }
+        PathAttributes {
+            local_pref: Some(lp),
+            origin: [Origin::Igp, Origin::Egp, Origin::Incomplete][origin as usize],
+            med,
+            originator_id: orig.map(|o| Ipv4Addr::new(198, 18, 250, o)),
+            ..attrs(f.nh(peer + 1), &path)
+        }
+    }
+
+    fn outcome(rib: &Rib, p: &IpNet) -> (Option<PathSource>, Vec<PathSource>) {
+        let best = rib.best(p);
+        let mut set: Vec<PathSource> = best.iter().map(|r| r.source).collect();
+        set.sort_by_key(|s| format!("{s:?}"));
+        (best.first().map(|r| r.source), set)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The best path and the multipath set do not depend on arrival order (the MED step is not a total
+        /// order, which is why the decision process is an elimination), and withdrawing paths leaves the same
+        /// answer as never having had them.
+        #[test]
+        fn decision_is_order_independent(specs in proptest::collection::vec(spec(), 1..7), rot in 0usize..7) {
+            for f in FAMS {
+                // One path per peer: the last spec for a peer wins, as in a RIB.
+                let mut by_peer: Vec<Spec> = Vec::new();
+                for s in &specs {
+                    by_peer.retain(|t| t.0 != s.0);
+                    by_peer.push(*s);
+                }
+                let (mut forward, peers) = rib_with_peers();
+                for s in &by_peer {
+                    forward.insert(peers[s.0 as usize], f.prefix(), &path_attrs(&f, s)).unwrap();
+                }
+                let (mut rotated, _) = rib_with_peers();
+                let mut order = by_peer.clone();
+                let k = rot % order.len();
+                order.rotate_left(k);
+                order.reverse();
+                for s in &order {
+                    rotated.insert(peers[s.0 as usize], f.prefix(), &path_attrs(&f, s)).unwrap();
+                }
+                prop_assert_eq!(outcome(&forward, &f.prefix()), outcome(&rotated, &f.prefix()));
+
+                // Add an extra path from a peer not used, then withdraw it: same answer as before.
+                if let Some(free) = (0..6u8).find(|p| by_peer.iter().all(|s| s.0 != *p)) {
+                    let before = outcome(&forward, &f.prefix());
+                    let extra = (free, 200, 1, 0, None, 65001, None);
+                    forward.insert(peers[free as usize], f.prefix(), &path_attrs(&f, &extra)).unwrap();
+                    forward.withdraw(peers[free as usize], f.prefix()).unwrap();
+                    prop_assert_eq!(before, outcome(&forward, &f.prefix()));
+                }
+                // Every non-best path has a reason, the best has none, multipath members lost only in tie-breaks.
+                let entries = forward.paths(&f.prefix());
+                prop_assert_eq!(entries.len(), by_peer.len());
+                for e in &entries {
+                    prop_assert_eq!(e.best, e.reason.is_none());
+                    prop_assert_eq!(e.multipath, e.best || e.reason.is_some_and(LossReason::in_multipath));
+                }
+            }
+        }
+    }
+}
