@@ -4,9 +4,11 @@
 //! conversions both ways (the CLI uses them too), `server` the loopback-only tonic server.
 
 pub mod backend;
+pub mod client;
 pub mod convert;
 pub mod proto;
 pub mod server;
+pub mod table;
 
 pub use backend::{
     AdminState, ApiBackend, ApiError, Capability, Destination, FamilyState, GlobalInfo,
