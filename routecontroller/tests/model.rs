@@ -1204,6 +1204,51 @@ fn router_id_derivation() {
             }
         ]
     );
+    // Two IPv6 addresses with the same hash (found by search): both nodes are warned; --router-id silences it.
+    let mut nodes = Stack::Ipv6Only.nodes();
+    nodes[0]
+        .status
+        .as_mut()
+        .unwrap()
+        .addresses
+        .as_mut()
+        .unwrap()[0]
+        .address = "fd00:10::3f6:769".into();
+    nodes[2]
+        .status
+        .as_mut()
+        .unwrap()
+        .addresses
+        .as_mut()
+        .unwrap()[0]
+        .address = "fd00:10::560:8000".into();
+    let r = routing(&nodes, "node-3", &Stack::Ipv6Only.config());
+    assert_eq!(r.router_id, Ipv4Addr::new(44, 233, 217, 93));
+    assert_eq!(
+        r.warnings,
+        vec![ModelWarning::RouterIdCollision {
+            node: "node-3".into(),
+            other: "node-1".into(),
+            router_id: Ipv4Addr::new(44, 233, 217, 93)
+        }]
+    );
+    assert_eq!(
+        routing(&nodes, "node-1", &Stack::Ipv6Only.config())
+            .warnings
+            .len(),
+        1
+    );
+    assert!(
+        routing(&nodes, "node-2", &Stack::Ipv6Only.config())
+            .warnings
+            .is_empty()
+    );
+    let fixed = Config::from_flags(&Flags {
+        router_id: Some("198.18.9.9".into()),
+        ..Stack::Ipv6Only.flags()
+    })
+    .unwrap();
+    assert!(routing(&nodes, "node-3", &fixed).warnings.is_empty());
     // A node whose IPv6 address hashes to 0 still gets a valid id.
     let mut nodes = Stack::Ipv6Only.nodes();
     nodes[0]

@@ -363,7 +363,20 @@ pub fn desired_routing(
         .ok_or_else(|| ModelError::LocalNodeNotFound(local_node.to_owned()))?;
     let local_asn = local.asn(config);
 
-    let (router_id, router_id_source) = router_id(local, config);
+    let (router_id, router_id_source) = derive_router_id(local, config);
+    if router_id_source != RouterIdSource::Flag {
+        // Other nodes derive theirs the same way (assuming the same flags): equal ids break sessions between
+        // the two (RFC 4271 OPEN checks) and reflection (ORIGINATOR_ID, RFC 4456).
+        for other in views.values().filter(|v| v.name != local.name) {
+            if derive_router_id(other, config).0 == router_id {
+                warnings.push(ModelWarning::RouterIdCollision {
+                    node: local.name.clone(),
+                    other: other.name.clone(),
+                    router_id,
+                });
+            }
+        }
+    }
 
     let mut announcements = Vec::new();
     for cidr in &local.pod_cidrs {
@@ -403,7 +416,7 @@ pub fn desired_routing(
     })
 }
 
-fn router_id(local: &NodeView, config: &Config) -> (Ipv4Addr, RouterIdSource) {
+fn derive_router_id(local: &NodeView, config: &Config) -> (Ipv4Addr, RouterIdSource) {
     if let RouterIdMode::Fixed(id) = config.router_id {
         return (id, RouterIdSource::Flag);
     }

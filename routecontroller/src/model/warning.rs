@@ -77,6 +77,18 @@ pub enum ModelWarning {
         /// Which configuration was ignored.
         source_ignored: String,
     },
+    /// Another node derives the same router-id (a hash collision, or equal IPv4 InternalIPs): set `--router-id`.
+    #[error(
+        "node {node}: router-id {router_id} is also derived by node {other}; set --router-id on one of them"
+    )]
+    RouterIdCollision {
+        /// The local node.
+        node: String,
+        /// The other node.
+        other: String,
+        /// The shared id.
+        router_id: std::net::Ipv4Addr,
+    },
     /// A best path without any next hop usable in the kernel.
     #[error("route {prefix}: no usable next hop ({reason})")]
     UnusableRoute {
@@ -97,7 +109,8 @@ impl ModelWarning {
             | ModelWarning::PodCidrWithoutAddress { node, .. }
             | ModelWarning::NoPeeringAddress { node }
             | ModelWarning::OrphanRouteReflectorClient { node, .. }
-            | ModelWarning::DuplicatePeer { node, .. } => Some(node),
+            | ModelWarning::DuplicatePeer { node, .. }
+            | ModelWarning::RouterIdCollision { node, .. } => Some(node),
             ModelWarning::UnusableRoute { .. } => None,
         }
     }
@@ -112,6 +125,7 @@ impl ModelWarning {
             ModelWarning::NoPeeringAddress { .. } => "NoPeeringAddress",
             ModelWarning::OrphanRouteReflectorClient { .. } => "OrphanRouteReflectorClient",
             ModelWarning::DuplicatePeer { .. } => "DuplicatePeer",
+            ModelWarning::RouterIdCollision { .. } => "RouterIDCollision",
             ModelWarning::UnusableRoute { .. } => "UnusableRoute",
         }
     }
