@@ -649,7 +649,7 @@ impl Rib {
                 return true;
             }
             let n = dest.paths.len();
-            let old: Vec<Route> = dest.best_set().iter().map(|p| to_route(peers, p)).collect();
+            let old: SmallVec<[Path; 2]> = dest.best_set().iter().cloned().collect();
             let before = snapshot(Some(dest));
             dest.paths.retain(|p| !pred(p));
             removed += n - dest.paths.len();
@@ -659,7 +659,7 @@ impl Rib {
                 changes.push(BestChange {
                     family,
                     prefix: *prefix,
-                    old,
+                    old: old.iter().map(|p| to_route(peers, p)).collect(),
                     new,
                 });
             }
@@ -698,7 +698,7 @@ impl Rib {
             return (None, true);
         }
         let before = snapshot(Some(dest));
-        let old: Vec<Route> = dest.best_set().iter().map(|p| to_route(peers, p)).collect();
+        let old: SmallVec<[Path; 2]> = dest.best_set().iter().cloned().collect();
         if let Some(i) = existing {
             dest.paths.remove(i);
         }
@@ -711,7 +711,7 @@ impl Rib {
             Some(BestChange {
                 family,
                 prefix,
-                old,
+                old: old.iter().map(|p| to_route(peers, p)).collect(),
                 new,
             })
         } else {
@@ -1079,6 +1079,23 @@ impl Rib {
             .get(&family)
             .copied()
             .unwrap_or(0))
+    }
+
+    /// Prefixes of a family `peer` sent that were rejected (still held as rejected).
+    pub fn rejected_count(&self, peer: PeerId, family: Family) -> Result<usize, RibError> {
+        let slot = self.slot(self.idx(peer)?);
+        Ok(slot.rejected.get(&family).map_or(0, |m| m.len()))
+    }
+
+    /// Prefixes of a family currently announced to `peer`.
+    pub fn advertised_count(&self, peer: PeerId, family: Family) -> Result<usize, RibError> {
+        let slot = self.slot(self.idx(peer)?);
+        Ok(slot.adj_out.get(&family).map_or(0, |m| m.len()))
+    }
+
+    /// The configured peers.
+    pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.index.keys().copied()
     }
 
     /// `peer`'s Adj-RIB-Out of a family: what was last announced to it (unordered).

@@ -719,6 +719,7 @@ fn session_down_and_remove_peer_report_changes_for_both_families() {
         rib.withdraw(b, FAMS[1].prefix()),
         Err(RibError::UnknownPeer(b))
     );
+    assert_eq!(rib.peer_ids().collect::<Vec<_>>(), vec![a]);
     let mut rib2 = new_rib();
     add(&mut rib2, "198.18.0.1", 65001, "198.18.255.11");
     assert_eq!(
@@ -1035,6 +1036,8 @@ fn import_policy_prefix_list_default_route_and_communities() {
             Some(RejectReason::Policy(PolicyReject::DefaultRoute))
         );
         assert_eq!(rib.rejected(e, f.family).unwrap().len(), 2);
+        assert_eq!(rib.rejected_count(e, f.family).unwrap(), 2);
+        assert_eq!(rib.accepted_count(e, f.family).unwrap(), 1);
     }
 }
 
@@ -1694,6 +1697,7 @@ fn export_all_on_session_up_shares_attributes_and_resyncs() {
         );
         assert!(first.next_hop.unwrap().is_ipv4() == f.v4);
         assert!(rib.export_all(e, f.family).unwrap().is_empty(), "in sync");
+        assert_eq!(rib.advertised_count(e, f.family).unwrap(), 50);
     }
     // The source goes away without the per-prefix export: a resync withdraws everything.
     let changes = rib.session_down(src, &[]).unwrap();
