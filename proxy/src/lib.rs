@@ -4,3 +4,5 @@
 
 pub mod ipvs;
 pub mod model;
+pub mod controller;
+pub mod dataplane;
