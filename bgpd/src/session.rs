@@ -1122,4 +1122,4 @@ pub fn any_addrs(port: u16) -> [SocketAddr; 2] {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -499,7 +499,7 @@ async fn bad_open_gets_the_notification() {
 
 // ---- TCP-MD5 and GTSM through the driver ----
 
-fn need_root(test: &str) -> bool {
+pub(crate) fn need_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
@@ -586,12 +586,12 @@ async fn gtsm_peers_establish() {
 // ---- link-local IPv6 peers, in two network namespaces joined by a veth pair ----
 
 /// Two network namespaces joined by a veth pair; deleted on drop (deleting a namespace removes its veth end).
-struct NetnsPair {
-    names: [String; 2],
+pub(crate) struct NetnsPair {
+    pub(crate) names: [String; 2],
 }
 
 impl NetnsPair {
-    fn create(prefix: &str) -> NetnsPair {
+    pub(crate) fn create(prefix: &str) -> NetnsPair {
         let pid = std::process::id();
         let names = [format!("{prefix}-a-{pid}"), format!("{prefix}-b-{pid}")];
         let pair = NetnsPair { names };
@@ -619,6 +619,19 @@ impl NetnsPair {
     }
 }
 
+impl NetnsPair {
+    /// Runs `ip -n <namespace i> <args>` (test setup only).
+    pub(crate) fn ip(&self, i: usize, args: &[&str]) {
+        let st = std::process::Command::new("ip")
+            .arg("-n")
+            .arg(&self.names[i])
+            .args(args)
+            .status()
+            .expect("run ip");
+        assert!(st.success(), "ip -n {} {args:?} failed", self.names[i]);
+    }
+}
+
 impl Drop for NetnsPair {
     fn drop(&mut self) {
         for n in &self.names {
@@ -630,7 +643,7 @@ impl Drop for NetnsPair {
 }
 
 /// Runs `f` on a thread inside network namespace `ns`, on a runtime of its own.
-fn in_netns<T: Send + 'static>(
+pub(crate) fn in_netns<T: Send + 'static>(
     ns: &str,
     f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
 ) -> std::thread::JoinHandle<T> {

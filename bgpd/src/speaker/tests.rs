@@ -279,3 +279,196 @@ fn build_updates_groups_by_family_and_attributes() {
     assert_eq!(u[6].nlri, vec![p("198.18.2.0/24")]);
     assert_eq!(u[6].attributes.as_ref().unwrap().med, Some(2));
 }
+
+// ---- interop with a real peer: gobgpd in one namespace, a Speaker in the other ----
+
+/// gobgpd started in a namespace; killed (by PID) and reaped on drop.
+struct Gobgpd {
+    child: std::process::Child,
+    ns: String,
+    conf: std::path::PathBuf,
+}
+
+impl Gobgpd {
+    fn start(ns: &str, config: &str) -> Gobgpd {
+        let conf = std::env::temp_dir().join(format!("{ns}-gobgpd.toml"));
+        std::fs::write(&conf, config).unwrap();
+        let log = std::fs::File::create(conf.with_extension("log")).unwrap();
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "gobgpd",
+                "-p",
+                "--pprof-disable",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "-f",
+            ])
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start gobgpd");
+        let g = Gobgpd {
+            child,
+            ns: ns.to_owned(),
+            conf,
+        };
+        let t0 = std::time::Instant::now();
+        while g.cli(&["global"]).is_none() {
+            assert!(
+                t0.elapsed() < WAIT,
+                "gobgpd did not answer; log: {}",
+                g.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    }
+
+    /// `gobgp <args>` against this daemon; `None` when it fails.
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns,
+                "gobgp",
+                "-u",
+                "127.0.0.1",
+                "-p",
+                "50051",
+            ])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.conf.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Polls (bounded) until a line of `gobgp global rib -a <family>` has all of `words`.
+    fn wait_rib_line(&self, family: &str, words: &[&str]) {
+        let t0 = std::time::Instant::now();
+        loop {
+            let rib = self
+                .cli(&["global", "rib", "-a", family])
+                .unwrap_or_default();
+            if rib
+                .lines()
+                .any(|l| words.iter().all(|w| l.split_whitespace().any(|x| x == *w)))
+            {
+                return;
+            }
+            assert!(
+                t0.elapsed() < WAIT,
+                "gobgpd {family} RIB lacks {words:?}:\n{rib}\nlog: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Gobgpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.conf);
+        let _ = std::fs::remove_file(self.conf.with_extension("log"));
+    }
+}
+
+/// gobgpd (65001) and a Speaker (65002) with an IPv6 session for IPv6 routes and an IPv4 session for IPv4 routes
+/// over one veth pair, both with TCP-MD5; each side originates one prefix per family and must learn the other's.
+#[test]
+fn interop_with_gobgpd_ipv6_and_ipv4_sessions_md5() {
+    if !crate::session::tests::need_root("interop_with_gobgpd_ipv6_and_ipv4_sessions_md5") {
+        return;
+    }
+    let ns = crate::session::tests::NetnsPair::create("fl-spk-gobgp");
+    ns.ip(0, &["addr", "add", "fd00:5::1/64", "dev", "va", "nodad"]);
+    ns.ip(1, &["addr", "add", "fd00:5::2/64", "dev", "vb", "nodad"]);
+    ns.ip(0, &["addr", "add", "198.18.5.1/24", "dev", "va"]);
+    ns.ip(1, &["addr", "add", "198.18.5.2/24", "dev", "vb"]);
+    let mut conf =
+        String::from("[global.config]\n  as = 65001\n  router-id = \"198.18.5.1\"\n  port = 179\n");
+    for (addr, fam) in [
+        ("fd00:5::2", "ipv6-unicast"),
+        ("198.18.5.2", "ipv4-unicast"),
+    ] {
+        conf.push_str(&format!(
+            "\n[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = 65002\n    \
+             auth-password = \"fairlead-md5\"\n  [neighbors.timers.config]\n    connect-retry = 1\n    hold-time = 9\n    \
+             keepalive-interval = 3\n  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{fam}\"\n"
+        ));
+    }
+    let gobgp = Gobgpd::start(&ns.names[0], &conf);
+    gobgp
+        .cli(&["global", "rib", "-a", "ipv6", "add", "fd00:a::/64"])
+        .expect("add ipv6 route");
+    gobgp
+        .cli(&["global", "rib", "-a", "ipv4", "add", "198.18.100.0/24"])
+        .expect("add ipv4 route");
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let speaker = crate::session::tests::in_netns(&ns.names[1], move || {
+        Box::pin(async move {
+            let cfg = SpeakerConfig {
+                asn: 65002,
+                router_id: Ipv4Addr::new(198, 18, 5, 2),
+                cluster_id: None,
+                listen: crate::session::any_addrs(crate::session::BGP_PORT).to_vec(),
+            };
+            let (s, _) = Speaker::start(cfg.clone()).unwrap();
+            for remote in ["fd00:5::1", "198.18.5.1"] {
+                let mut n = Neighbor::new(&cfg, remote.parse().unwrap(), 65001);
+                n.session.md5_key = Some(b"fairlead-md5".to_vec());
+                fast(&mut n);
+                s.add_peer(n).await.unwrap();
+            }
+            let mut sub = Watch::new(s.subscribe().await.unwrap());
+            s.originate("fd00:b::/64".parse().unwrap(), PathAttributes::default())
+                .await
+                .unwrap();
+            s.originate(
+                "198.18.200.0/24".parse().unwrap(),
+                PathAttributes::default(),
+            )
+            .await
+            .unwrap();
+            let r6 = sub.until("fd00:a::/64", |n| !n.is_empty()).await.new[0].clone();
+            let r4 = sub.until("198.18.100.0/24", |n| !n.is_empty()).await.new[0].clone();
+            let states = s.neighbors().await.unwrap();
+            // Keep the sessions up while the other side is checked.
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT * 2)).await;
+            s.shutdown().await.unwrap();
+            (r6, r4, states)
+        })
+    });
+    // gobgpd learned our prefixes with our addresses as next hops.
+    gobgp.wait_rib_line("ipv6", &["fd00:b::/64", "fd00:5::2"]);
+    gobgp.wait_rib_line("ipv4", &["198.18.200.0/24", "198.18.5.2"]);
+    let neighbors = gobgp.cli(&["neighbor"]).unwrap_or_default();
+    let _ = done_tx.send(());
+    let (r6, r4, states) = speaker.join().expect("speaker thread");
+    assert_eq!(r6.attrs.next_hop, Some("fd00:5::1".parse().unwrap()));
+    assert_eq!(r4.attrs.next_hop, Some("198.18.5.1".parse().unwrap()));
+    assert_eq!(
+        r6.attrs.as_path,
+        vec![crate::packet::AsPathSegment::Sequence(vec![65001])]
+    );
+    assert_eq!(states.len(), 2);
+    for n in &states {
+        assert_eq!(n.state, State::Established, "{n:?}");
+        let fams = &n.negotiated.as_ref().unwrap().families;
+        assert_eq!(fams.len(), 1, "{n:?}");
+    }
+    assert_eq!(neighbors.matches("Establ").count(), 2, "{neighbors}");
+}
