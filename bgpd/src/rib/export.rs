@@ -71,8 +71,14 @@ pub(super) fn self_next_hop(prefix: &IpNet, session: &SessionInfo) -> Option<IpA
     }
 }
 
-/// Whether `nh` may be sent with `prefix` on this session.
+/// Whether `nh` may be sent with `prefix` on this session. A link-local address (learned as the only next hop
+/// of an unnumbered session) is valid on its own link only, so it is never passed on.
 pub(super) fn next_hop_sendable(prefix: &IpNet, nh: IpAddr, session: &SessionInfo) -> bool {
+    if let IpAddr::V6(v6) = nh
+        && v6.is_unicast_link_local()
+    {
+        return false;
+    }
     match (prefix, nh) {
         (IpNet::V6(_), IpAddr::V6(_)) | (IpNet::V4(_), IpAddr::V4(_)) => true,
         (IpNet::V4(_), IpAddr::V6(_)) => session.ipv4_over_ipv6(),

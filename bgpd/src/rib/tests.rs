@@ -1527,6 +1527,18 @@ fn link_local_next_hop_only_with_self() {
         "someone else's link-local is not passed"
     );
     assert_eq!(e.to_string(), "fe80::2%3");
+    // A path learned with only a link-local next hop (unnumbered eBGP) reaches iBGP with ours instead.
+    let e_ll = PeerId {
+        addr: ip("fe80::5"),
+        scope_id: 4,
+    };
+    rib.add_peer(PeerConfig::new(e_ll, 65005)).unwrap();
+    rib.session_up(e_ll, session("198.18.255.15")).unwrap();
+    ins(&mut rib, e_ll, f.other(), attrs(ip("fe80::5"), &[65005]));
+    assert_eq!(
+        out_for(&mut rib, i, f.other()).unwrap().next_hop,
+        Some(ip("fd00::fe"))
+    );
 }
 
 #[test]
