@@ -12,7 +12,8 @@
 //!    being reflected;
 //! 5. next hop per family: an IPv6 route only ever gets an IPv6 next hop; an IPv4 route gets an IPv4 one, or an
 //!    IPv6 one only when the session negotiated RFC 8950 for IPv4 unicast. A kept next hop of a family the peer
-//!    cannot take, or a link-local one, is replaced by ours; if we have no address of a usable family the prefix is not sent;
+//!    cannot take, or a link-local one, is replaced by ours; if we have no address of a usable family the
+//!    prefix is not sent;
 //! 6. export policy (it may set MED, communities, prepend);
 //! 7. towards eBGP our ASN is prepended and LOCAL_PREF removed; towards iBGP LOCAL_PREF defaults to 100.
 
