@@ -103,7 +103,7 @@ pub(super) fn out_attributes(
     let from = if best.peer == LOCAL {
         None
     } else {
-        Some(peers.get(best.peer.0 as usize)?.as_ref()?)
+        Some(peers.get(usize::from(best.peer.0))?.as_ref()?)
     };
     let from_ibgp = from.is_some_and(|f| f.ibgp);
     let reflecting = to.ibgp && from_ibgp;
@@ -173,7 +173,7 @@ pub(super) fn out_attributes(
 
 /// Memo of out-attributes within one export call, valid when the result cannot depend on the prefix beyond
 /// its family (no export statements, not a default route): keyed by (source attributes, source peer, family).
-type ExportCache = FastMap<(usize, u32, bool), Option<Arc<PathAttributes>>>;
+type ExportCache = FastMap<(usize, u16, bool), Option<Arc<PathAttributes>>>;
 
 impl Rib {
     /// Runs the export rules for the prefixes in `changes` towards `peer` and updates its Adj-RIB-Out; returns
@@ -248,7 +248,7 @@ impl Rib {
                 interner,
                 ..
             } = &mut *self;
-            let to = peers[idx.0 as usize].as_ref().expect("live slot");
+            let to = peers[usize::from(idx.0)].as_ref().expect("live slot");
             let Some(session) = to.session.as_ref() else {
                 return;
             };

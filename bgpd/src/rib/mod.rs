@@ -207,6 +207,8 @@ pub enum RibError {
     SessionDown(PeerId),
     #[error("UPDATE from {0} announces prefixes without path attributes")]
     MissingAttributes(PeerId),
+    #[error("more than {} peers", u16::MAX)]
+    TooManyPeers,
 }
 
 /// One path as the RIB hands it out.
@@ -216,6 +218,8 @@ pub struct Route {
     pub attrs: Arc<PathAttributes>,
     /// Kept through a graceful restart of its peer, not yet re-learned.
     pub stale: bool,
+    /// When this path was learned (or last changed), on the caller's clock ([`Rib::set_clock`]).
+    pub learned_at: u32,
 }
 
 /// One path of a destination with its standing in the decision process, for the API.
@@ -270,17 +274,18 @@ pub struct UpdateOutcome {
 
 /// Index of a peer slot; 0 is the speaker itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct PeerIdx(u32);
+struct PeerIdx(u16);
 
 const LOCAL: PeerIdx = PeerIdx(0);
 
-/// One path in a destination: 16 bytes.
+/// One path in a destination: 16 bytes (checked by a test), so a one-path destination stays inline.
 #[derive(Clone, Debug)]
 struct Path {
     attrs: Arc<PathAttributes>,
     peer: PeerIdx,
     stale: bool,
     reason: Option<LossReason>,
+    learned_at: u32,
 }
 
 /// All paths of one prefix, in decision order; `paths[..multipath]` is the multipath set.
@@ -348,6 +353,7 @@ pub struct Rib {
     index: FastMap<PeerId, PeerIdx>,
     tables: BTreeMap<Family, Table>,
     interner: Interner,
+    now: u32,
 }
 
 fn as_path_len(path: &[AsPathSegment]) -> u32 {
@@ -384,7 +390,7 @@ fn neighbor_as(path: &[AsPathSegment], local_asn: u32) -> u32 {
 fn key_of(local: &LocalConfig, peers: &[Option<PeerSlot>], path: &Path) -> decision::Key {
     let a = &*path.attrs;
     let (ebgp, router_id, peer_addr) =
-        match peers.get(path.peer.0 as usize).and_then(Option::as_ref) {
+        match peers.get(usize::from(path.peer.0)).and_then(Option::as_ref) {
             Some(slot) if path.peer != LOCAL => (!slot.ibgp, slot.router_id, slot.config.id.addr),
             _ => (false, local.router_id, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         };
@@ -424,7 +430,7 @@ fn rerank(local: &LocalConfig, peers: &[Option<PeerSlot>], dest: &mut Dest) {
 }
 
 fn source_of(peers: &[Option<PeerSlot>], idx: PeerIdx) -> PathSource {
-    match peers.get(idx.0 as usize).and_then(Option::as_ref) {
+    match peers.get(usize::from(idx.0)).and_then(Option::as_ref) {
         Some(slot) if idx != LOCAL => PathSource::Peer(slot.config.id),
         _ => PathSource::Local,
     }
@@ -435,6 +441,7 @@ fn to_route(peers: &[Option<PeerSlot>], p: &Path) -> Route {
         source: source_of(peers, p.peer),
         attrs: p.attrs.clone(),
         stale: p.stale,
+        learned_at: p.learned_at,
     }
 }
 
@@ -458,7 +465,14 @@ impl Rib {
             index: FastMap::default(),
             tables: BTreeMap::new(),
             interner: Interner::default(),
+            now: 0,
         }
+    }
+
+    /// Sets the time stamped on paths learned from now on (the speaker passes, e.g., UNIX seconds; the RIB
+    /// never reads a clock itself).
+    pub fn set_clock(&mut self, now: u32) {
+        self.now = now;
     }
 
     pub fn local(&self) -> &LocalConfig {
@@ -479,13 +493,13 @@ impl Rib {
     }
 
     fn slot(&self, idx: PeerIdx) -> &PeerSlot {
-        self.peers[idx.0 as usize]
+        self.peers[usize::from(idx.0)]
             .as_ref()
             .expect("index points at a live slot")
     }
 
     fn slot_mut(&mut self, idx: PeerIdx) -> &mut PeerSlot {
-        self.peers[idx.0 as usize]
+        self.peers[usize::from(idx.0)]
             .as_mut()
             .expect("index points at a live slot")
     }
@@ -506,6 +520,11 @@ impl Rib {
             config,
         };
         let id = slot.config.id;
+        if self.peers.len() > usize::from(u16::MAX)
+            && self.peers.iter().skip(1).all(Option::is_some)
+        {
+            return Err(RibError::TooManyPeers);
+        }
         let free = self
             .peers
             .iter()
@@ -522,7 +541,7 @@ impl Rib {
                 self.peers.len() - 1
             }
         };
-        self.index.insert(id, PeerIdx(i as u32));
+        self.index.insert(id, PeerIdx(i as u16));
         Ok(())
     }
 
@@ -530,7 +549,7 @@ impl Rib {
     pub fn remove_peer(&mut self, peer: PeerId) -> Result<Vec<BestChange>, RibError> {
         let changes = self.session_down(peer, &[])?;
         let idx = self.idx(peer)?;
-        self.peers[idx.0 as usize] = None;
+        self.peers[usize::from(idx.0)] = None;
         self.index.remove(&peer);
         Ok(changes)
     }
@@ -842,6 +861,7 @@ impl Rib {
             peer: idx,
             stale: false,
             reason: None,
+            learned_at: self.now,
         };
         let (change, had) = self.replace_path(family, prefix, idx, Some(path));
         let mut max_prefix = None;
@@ -962,6 +982,7 @@ impl Rib {
             peer: LOCAL,
             stale: false,
             reason: None,
+            learned_at: self.now,
         };
         let (change, _) = self.replace_path(family_of(&prefix), prefix, LOCAL, Some(path));
         self.interner.maybe_collect();

@@ -1998,3 +1998,26 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn layout_and_clock() {
+    assert_eq!(std::mem::size_of::<Path>(), 16);
+    assert_eq!(std::mem::size_of::<Dest>(), 32);
+    for f in FAMS {
+        let mut rib = new_rib();
+        let a = add(&mut rib, "fd00::1", 65001, "198.18.255.11");
+        rib.set_clock(1_000);
+        ins(&mut rib, a, f.prefix(), attrs(f.nh(1), &[65001]));
+        rib.set_clock(2_000);
+        ins(&mut rib, a, f.prefix(), attrs(f.nh(1), &[65001]));
+        assert_eq!(
+            rib.best(&f.prefix())[0].learned_at,
+            1_000,
+            "an unchanged re-announcement keeps its age"
+        );
+        ins(&mut rib, a, f.prefix(), attrs(f.nh(2), &[65001]));
+        assert_eq!(rib.best(&f.prefix())[0].learned_at, 2_000);
+        rib.originate(f.other(), PathAttributes::default());
+        assert_eq!(rib.best(&f.other())[0].learned_at, 2_000);
+    }
+}
