@@ -266,27 +266,30 @@ fn peer_key_normalises_addresses() {
 
 // ---- a scripted peer: plain sockets and the codec ----
 
-struct RawPeer {
-    stream: TcpStream,
+pub(crate) struct RawPeer {
+    pub(crate) stream: TcpStream,
     buf: BytesMut,
+    /// How this peer encodes (set it after the OPEN exchange, e.g. four-octet AS).
+    pub(crate) cx: EncodeCxt,
 }
 
 impl RawPeer {
-    fn new(stream: TcpStream) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         RawPeer {
             stream,
             buf: BytesMut::new(),
+            cx: EncodeCxt::default(),
         }
     }
 
-    async fn send(&mut self, msg: Message) {
+    pub(crate) async fn send(&mut self, msg: Message) {
         let mut b = BytesMut::new();
-        msg.encode(&EncodeCxt::default(), &mut b).unwrap();
+        msg.encode(&self.cx, &mut b).unwrap();
         self.stream.write_all(&b).await.unwrap();
     }
 
     /// The next message, or None when the connection closed; bounded by WAIT.
-    async fn recv(&mut self) -> Option<Message> {
+    pub(crate) async fn recv(&mut self) -> Option<Message> {
         let fut = async {
             loop {
                 if let Some(len) = frame_len(&self.buf).unwrap() {

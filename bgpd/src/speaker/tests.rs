@@ -472,3 +472,167 @@ fn interop_with_gobgpd_ipv6_and_ipv4_sessions_md5() {
     }
     assert_eq!(neighbors.matches("Establ").count(), 2, "{neighbors}");
 }
+
+// ---- graceful restart (RFC 4724) against a scripted peer ----
+
+use crate::fsm::GracefulRestartConfig;
+use crate::packet::{Capability, EncodeCxt, Message, OpenMsg};
+use crate::session::tests::RawPeer;
+
+const GR_PREFIX: &str = "198.18.50.0/24";
+
+/// A speaker (65002 at 127.0.0.2, graceful restart) connecting to a listener at 127.0.0.1 played by the test.
+async fn gr_speaker() -> (Speaker, tokio::net::TcpListener, Watch) {
+    let peer_listener = tokio::net::TcpListener::bind((LO1, 0)).await.unwrap();
+    let cfg = SpeakerConfig {
+        asn: 65002,
+        router_id: Ipv4Addr::new(198, 18, 0, 2),
+        cluster_id: None,
+        listen: vec![],
+    };
+    let (s, _) = Speaker::start(cfg.clone()).unwrap();
+    let mut n = Neighbor::new(&cfg, IpAddr::V4(LO1), 65001);
+    n.session.remote_port = peer_listener.local_addr().unwrap().port();
+    n.session.local_addr = Some(IpAddr::V4(LO2));
+    n.session.fsm.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: 120,
+        restarting: false,
+        forwarding: vec![(Afi::Ipv4, Safi::Unicast, true)],
+    });
+    fast(&mut n);
+    s.add_peer(n).await.unwrap();
+    let watch = Watch::new(s.subscribe().await.unwrap());
+    (s, peer_listener, watch)
+}
+
+/// Accepts the speaker's connection, completes the OPEN exchange with a graceful restart capability of
+/// `restart_time` seconds, and announces GR_PREFIX.
+async fn gr_session(listener: &tokio::net::TcpListener, restart_time: u16) -> RawPeer {
+    let (s, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut p = RawPeer::new(s);
+    let Some(Message::Open(ours)) = p.recv().await else {
+        panic!("no OPEN")
+    };
+    assert!(ours.capabilities.iter().any(|c| matches!(
+        c,
+        Capability::GracefulRestart {
+            restart_time: 120,
+            ..
+        }
+    )));
+    p.send(Message::Open(OpenMsg {
+        version: 4,
+        my_as: 65001,
+        hold_time: 9,
+        bgp_identifier: Ipv4Addr::new(198, 18, 0, 1),
+        capabilities: vec![
+            Capability::MultiProtocol {
+                afi: Afi::Ipv4,
+                safi: Safi::Unicast,
+            },
+            Capability::GracefulRestart {
+                restarting: false,
+                restart_time,
+                families: vec![(Afi::Ipv4, Safi::Unicast, true)],
+            },
+            Capability::FourOctetAs(65001),
+        ],
+    }))
+    .await;
+    p.cx = EncodeCxt {
+        four_octet_as: true,
+        ..Default::default()
+    };
+    assert_eq!(p.recv().await, Some(Message::Keepalive));
+    p.send(Message::Keepalive).await;
+    p.send(Message::Update(UpdateMsg {
+        nlri: vec![GR_PREFIX.parse().unwrap()],
+        attributes: Some(PathAttributes {
+            as_path: vec![crate::packet::AsPathSegment::Sequence(vec![65001])],
+            next_hop: Some(IpAddr::V4(LO1)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+    .await;
+    p
+}
+
+#[tokio::test]
+async fn graceful_restart_keeps_stale_routes_until_the_restart_time() {
+    let (s, listener, mut watch) = gr_speaker().await;
+    let peer = gr_session(&listener, 1).await;
+    let r = watch.until(GR_PREFIX, |n| !n.is_empty()).await;
+    assert!(!r.new[0].stale);
+    // The peer's TCP session dies without a NOTIFICATION: routes stay, marked stale.
+    drop(peer);
+    let t0 = Instant::now();
+    let fut = async {
+        loop {
+            let best = s.best(GR_PREFIX.parse().unwrap()).await.unwrap();
+            if best.first().is_some_and(|r| r.stale) {
+                return;
+            }
+            assert!(!best.is_empty(), "route withdrawn instead of kept stale");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("route never became stale");
+    // The peer does not come back within its restart time (1 s): the stale route goes.
+    watch.until(GR_PREFIX, |n| n.is_empty()).await;
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "stale route removed after {:?}",
+        t0.elapsed()
+    );
+    s.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_restart_end_of_rib_refreshes_stale_routes() {
+    let (s, listener, mut watch) = gr_speaker().await;
+    let peer = gr_session(&listener, 1).await;
+    watch.until(GR_PREFIX, |n| !n.is_empty()).await;
+    drop(peer);
+    // The peer is back at once, re-announces and ends with End-of-RIB.
+    let mut peer = gr_session(&listener, 1).await;
+    peer.send(Message::Update(UpdateMsg {
+        end_of_rib: Some((Afi::Ipv4, Safi::Unicast)),
+        ..Default::default()
+    }))
+    .await;
+    let fut = async {
+        loop {
+            let best = s.best(GR_PREFIX.parse().unwrap()).await.unwrap();
+            if best.first().is_some_and(|r| !r.stale)
+                && s.neighbors().await.unwrap()[0].state == State::Established
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("route not refreshed");
+    // Past the old restart time the route is still there: End-of-RIB cancelled the sweep.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let best = s.best(GR_PREFIX.parse().unwrap()).await.unwrap();
+    assert_eq!(best.len(), 1);
+    assert!(!best[0].stale);
+    // And subscribers never saw it go away.
+    let prefix: IpNet = GR_PREFIX.parse().unwrap();
+    while let Ok(c) = watch.sub.changes.try_recv() {
+        assert!(
+            !(c.prefix == prefix && c.new.is_empty()),
+            "subscribers saw {prefix} withdrawn"
+        );
+    }
+    s.shutdown().await.unwrap();
+    drop(peer);
+}
