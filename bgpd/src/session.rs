@@ -91,6 +91,26 @@ impl SessionConfig {
         }
     }
 
+    /// Checks the settings (the FSM's, and the socket options').
+    pub fn validate(&self) -> Result<(), SessionError> {
+        self.fsm.validate()?;
+        if let Some(key) = &self.md5_key
+            && key.len() > sockopt::MD5_MAX_KEY_LEN
+        {
+            return Err(SockOptError::Md5KeyTooLong(key.len()).into());
+        }
+        if let IpAddr::V6(a) = self.remote
+            && a.is_unicast_link_local()
+            && self.scope_id.unwrap_or(0) == 0
+        {
+            return Err(SessionError::MissingScope(a));
+        }
+        if matches!(self.ttl, TtlMode::Gtsm { hops: 0 } | TtlMode::Multihop(0)) {
+            return Err(SessionError::Ttl);
+        }
+        Ok(())
+    }
+
     /// The key under which the listener finds this peer.
     pub fn peer_key(&self) -> PeerKey {
         PeerKey::new(self.remote, self.scope_id.unwrap_or(0))
@@ -150,6 +170,12 @@ pub enum SessionError {
     DuplicatePeer(PeerKey),
     #[error("the session task has ended")]
     Closed,
+    #[error(transparent)]
+    Config(#[from] crate::fsm::ConfigError),
+    #[error("link-local peer {0} needs an interface (scope id)")]
+    MissingScope(Ipv6Addr),
+    #[error("TTL / GTSM hop count must be at least 1")]
+    Ttl,
 }
 
 /// Inputs of a session task.

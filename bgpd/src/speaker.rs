@@ -361,6 +361,7 @@ impl Core {
         if self.peers.contains_key(&id) {
             return Err(SpeakerError::DuplicatePeer(id));
         }
+        neighbor.session.validate()?;
         neighbor.rib.id = id;
         neighbor.rib.remote_asn = neighbor.session.fsm.peer_as;
         self.rib.add_peer(neighbor.rib.clone())?;

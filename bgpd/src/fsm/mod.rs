@@ -262,6 +262,57 @@ impl FsmConfig {
     }
 }
 
+/// A session setting that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("hold time {0} s: must be 0 or at least 3 (RFC 4271 section 4.2)")]
+    HoldTime(u16),
+    #[error("AS number 0 is reserved (RFC 7607)")]
+    ZeroAs,
+    #[error("BGP identifier 0.0.0.0 is invalid (RFC 6286)")]
+    ZeroRouterId,
+    #[error("no address family to advertise")]
+    NoFamilies,
+    #[error("ADD-PATH mode {0} for {1:?}: must be 1 (receive), 2 (send) or 3 (both)")]
+    AddPathMode(u8, Family),
+    #[error("graceful restart time {0} s exceeds the capability's 12 bits (4095)")]
+    RestartTime(u16),
+    #[error("ConnectRetry time must be positive and not above its maximum")]
+    ConnectRetry,
+}
+
+impl FsmConfig {
+    /// Checks the settings before a session uses them.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hold_time == 1 || self.hold_time == 2 {
+            return Err(ConfigError::HoldTime(self.hold_time));
+        }
+        if self.local_as == 0 || self.peer_as == 0 {
+            return Err(ConfigError::ZeroAs);
+        }
+        if self.router_id.is_unspecified() {
+            return Err(ConfigError::ZeroRouterId);
+        }
+        if self.families.is_empty() {
+            return Err(ConfigError::NoFamilies);
+        }
+        if let Some(&(afi, safi, mode)) =
+            self.add_path.iter().find(|(_, _, m)| !(1..=3).contains(m))
+        {
+            return Err(ConfigError::AddPathMode(mode, (afi, safi)));
+        }
+        if let Some(gr) = &self.graceful_restart
+            && gr.restart_time > 4095
+        {
+            return Err(ConfigError::RestartTime(gr.restart_time));
+        }
+        if self.connect_retry_time.is_zero() || self.connect_retry_time > self.connect_retry_max {
+            return Err(ConfigError::ConnectRetry);
+        }
+        Ok(())
+    }
+}
+
 /// The hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2: "suggested value ... is 4 minutes").
 pub const LARGE_HOLD_TIME: Duration = Duration::from_secs(240);
 

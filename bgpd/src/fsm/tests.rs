@@ -1074,3 +1074,77 @@ fn collision_on_open_decides_before_processing() {
         Some(Incoming)
     );
 }
+
+#[test]
+fn config_validation() {
+    assert_eq!(config().validate(), Ok(()));
+    assert_eq!(
+        FsmConfig {
+            hold_time: 0,
+            ..config()
+        }
+        .validate(),
+        Ok(())
+    );
+    assert_eq!(
+        FsmConfig {
+            hold_time: 2,
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::HoldTime(2))
+    );
+    assert_eq!(
+        FsmConfig {
+            peer_as: 0,
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::ZeroAs)
+    );
+    assert_eq!(
+        FsmConfig {
+            router_id: Ipv4Addr::UNSPECIFIED,
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::ZeroRouterId)
+    );
+    assert_eq!(
+        FsmConfig {
+            families: vec![],
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::NoFamilies)
+    );
+    assert_eq!(
+        FsmConfig {
+            add_path: vec![(Afi::Ipv6, Safi::Unicast, 4)],
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::AddPathMode(4, V6))
+    );
+    let gr = GracefulRestartConfig {
+        restart_time: 5000,
+        restarting: false,
+        forwarding: vec![],
+    };
+    assert_eq!(
+        FsmConfig {
+            graceful_restart: Some(gr),
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::RestartTime(5000))
+    );
+    assert_eq!(
+        FsmConfig {
+            connect_retry_time: Duration::ZERO,
+            ..config()
+        }
+        .validate(),
+        Err(ConfigError::ConnectRetry)
+    );
+}

@@ -252,6 +252,41 @@ async fn listener_binds_both_families_on_one_port() {
 }
 
 #[test]
+fn session_config_validation() {
+    let base = SessionConfig::new(fsm_config(65001, 65002, ID_A), V6);
+    assert!(base.validate().is_ok());
+    let ll = SessionConfig::new(fsm_config(65001, 65002, ID_A), "fe80::1".parse().unwrap());
+    assert!(matches!(ll.validate(), Err(SessionError::MissingScope(_))));
+    assert!(
+        SessionConfig {
+            scope_id: Some(2),
+            ..ll
+        }
+        .validate()
+        .is_ok()
+    );
+    let long_key = SessionConfig {
+        md5_key: Some(vec![1; 81]),
+        ..base.clone()
+    };
+    assert!(matches!(
+        long_key.validate(),
+        Err(SessionError::SockOpt(SockOptError::Md5KeyTooLong(81)))
+    ));
+    let gtsm0 = SessionConfig {
+        ttl: TtlMode::Gtsm { hops: 0 },
+        ..base.clone()
+    };
+    assert!(matches!(gtsm0.validate(), Err(SessionError::Ttl)));
+    let mut bad_hold = base;
+    bad_hold.fsm.hold_time = 1;
+    assert!(matches!(
+        bad_hold.validate(),
+        Err(SessionError::Config(crate::fsm::ConfigError::HoldTime(1)))
+    ));
+}
+
+#[test]
 fn peer_key_normalises_addresses() {
     let mapped: IpAddr = "::ffff:198.18.0.1".parse().unwrap();
     assert_eq!(

@@ -210,6 +210,13 @@ async fn duplicate_and_unknown_peers_are_errors() {
         a.add_peer(nb.clone()).await,
         Err(SpeakerError::DuplicatePeer(_))
     ));
+    let mut bad = nb.clone();
+    bad.session.fsm.hold_time = 2;
+    bad.session.remote = IpAddr::V4(Ipv4Addr::new(198, 18, 9, 8));
+    assert!(matches!(
+        a.add_peer(bad).await,
+        Err(SpeakerError::Session(SessionError::Config(_)))
+    ));
     let unknown = PeerId::new(IpAddr::V4(Ipv4Addr::new(198, 18, 9, 9)));
     assert!(matches!(
         a.remove_peer(unknown).await,
