@@ -643,3 +643,140 @@ async fn graceful_restart_end_of_rib_refreshes_stale_routes() {
     s.shutdown().await.unwrap();
     drop(peer);
 }
+
+// ---- interop with BIRD 2: one IPv6 session carrying IPv4 routes with IPv6 next hops (RFC 8950) ----
+
+/// bird started in a namespace; killed (by PID) and reaped on drop.
+struct Bird {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Bird {
+    fn start(ns: &str, config: &str) -> Bird {
+        let dir = std::env::temp_dir().join(format!("{ns}-bird"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bird.conf"), config).unwrap();
+        let log = std::fs::File::create(dir.join("bird.log")).unwrap();
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns, "bird", "-f", "-c"])
+            .arg(dir.join("bird.conf"))
+            .arg("-s")
+            .arg(dir.join("bird.ctl"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start bird");
+        let b = Bird { child, dir };
+        let t0 = std::time::Instant::now();
+        while !b.birdc(&["show", "status"]).contains("Daemon is up") {
+            assert!(t0.elapsed() < WAIT, "bird did not answer; log: {}", b.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        b
+    }
+
+    fn birdc(&self, args: &[&str]) -> String {
+        std::process::Command::new("birdc")
+            .arg("-s")
+            .arg(self.dir.join("bird.ctl"))
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("bird.log")).unwrap_or_default()
+    }
+
+    /// Polls (bounded) until `show route <prefix>` names protocol `fl` and the next hop `via`.
+    fn wait_route(&self, prefix: &str, via: &str) {
+        let t0 = std::time::Instant::now();
+        loop {
+            let out = self.birdc(&["show", "route", "for", prefix, "all"]);
+            if out.contains(prefix) && out.contains("[fl ") && out.contains(&format!("via {via}")) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < WAIT,
+                "bird lacks {prefix} via {via}:\n{out}\nlog: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Bird {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn interop_with_bird_ipv4_routes_over_an_ipv6_session() {
+    if !crate::session::tests::need_root("interop_with_bird_ipv4_routes_over_an_ipv6_session") {
+        return;
+    }
+    let ns = crate::session::tests::NetnsPair::create("fl-spk-bird");
+    ns.ip(0, &["addr", "add", "fd00:6::1/64", "dev", "va", "nodad"]);
+    ns.ip(1, &["addr", "add", "fd00:6::2/64", "dev", "vb", "nodad"]);
+    let conf = "router id 198.18.6.1;\n\
+        protocol device {}\n\
+        protocol static s4 { ipv4; route 198.18.101.0/24 blackhole; }\n\
+        protocol static s6 { ipv6; route fd00:c::/64 blackhole; }\n\
+        protocol bgp fl {\n  local fd00:6::1 as 65001;\n  neighbor fd00:6::2 as 65002;\n  hold time 9;\n  \
+        connect retry time 1;\n  ipv4 { extended next hop on; import all; export all; };\n  \
+        ipv6 { import all; export all; };\n}\n";
+    let bird = Bird::start(&ns.names[0], conf);
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let speaker = crate::session::tests::in_netns(&ns.names[1], move || {
+        Box::pin(async move {
+            let cfg = SpeakerConfig {
+                asn: 65002,
+                router_id: Ipv4Addr::new(198, 18, 6, 2),
+                cluster_id: None,
+                listen: crate::session::any_addrs(crate::session::BGP_PORT).to_vec(),
+            };
+            let (s, _) = Speaker::start(cfg.clone()).unwrap();
+            let mut n = Neighbor::new(&cfg, "fd00:6::1".parse().unwrap(), 65001);
+            n.session.fsm.extended_next_hop = vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)];
+            fast(&mut n);
+            s.add_peer(n).await.unwrap();
+            let mut sub = Watch::new(s.subscribe().await.unwrap());
+            s.originate("fd00:d::/64".parse().unwrap(), PathAttributes::default())
+                .await
+                .unwrap();
+            s.originate(
+                "198.18.201.0/24".parse().unwrap(),
+                PathAttributes::default(),
+            )
+            .await
+            .unwrap();
+            let r6 = sub.until("fd00:c::/64", |n| !n.is_empty()).await.new[0].clone();
+            let r4 = sub.until("198.18.101.0/24", |n| !n.is_empty()).await.new[0].clone();
+            let states = s.neighbors().await.unwrap();
+            let _ = tokio::task::spawn_blocking(move || done_rx.recv_timeout(WAIT * 2)).await;
+            s.shutdown().await.unwrap();
+            (r6, r4, states)
+        })
+    });
+    bird.wait_route("fd00:d::/64", "fd00:6::2");
+    bird.wait_route("198.18.201.0/24", "fd00:6::2");
+    let _ = done_tx.send(());
+    let (r6, r4, states) = speaker.join().expect("speaker thread");
+    let nh: IpAddr = "fd00:6::1".parse().unwrap();
+    assert_eq!(r6.attrs.next_hop, Some(nh));
+    assert_eq!(
+        r4.attrs.next_hop,
+        Some(nh),
+        "IPv4 route must carry the IPv6 next hop (RFC 8950)"
+    );
+    let neg = states[0].negotiated.as_ref().unwrap();
+    assert_eq!(neg.families.len(), 2);
+    assert!(neg.next_hop_allowed((Afi::Ipv4, Safi::Unicast), Afi::Ipv6));
+}
