@@ -1121,3 +1121,192 @@ mod properties {
         }
     }
 }
+
+/// The libFuzzer-free twin of `bgpd/fuzz/fuzz_targets/decode.rs`: a long random-mutation loop over valid
+/// seeds (byte flips, insertions, deletions, splices, and the header length fixed up so mutations reach the
+/// body decoders). Ignored by default; run with
+/// `BGPD_FUZZ_ITERS=10000000 cargo test -p bgpd --release --lib mutation_fuzz -- --ignored --nocapture`.
+mod mutation_fuzz {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let v6nh = "fd000000000000000000000000000001 fe800000000000000000000000000001";
+        let mp = hex(&format!(
+            "0002 01 20 {v6nh} 00 00000007 40 fd00000100000000 30 fd0000020000"
+        ));
+        vec![
+            msg(4, &[]),
+            msg(
+                1,
+                &hex(
+                    "04 fde9 005a c6120001 1e 02 1c 01040001000102000506000100010002400681780002018041040000fde9",
+                ),
+            ),
+            update(
+                &hex("18 c61205"),
+                &[
+                    base_attrs(),
+                    attr(0x80, 4, &hex("00000064")),
+                    attr(0xc0, 8, &hex("fde90064")),
+                ]
+                .concat(),
+                &hex("18 c61201 10 c613"),
+            ),
+            update(
+                &[],
+                &[
+                    attr(0x80, 14, &mp),
+                    origin(),
+                    attr(0x40, 2, &hex("02 02 fde9 5ba0")),
+                    attr(0xc0, 17, &hex("02 02 0000fde9 fa56ea00")),
+                ]
+                .concat(),
+                &[],
+            ),
+            update(
+                &[],
+                &[
+                    attr(
+                        0x80,
+                        14,
+                        &hex("0001 01 10 fd000000000000000000000000000001 00 18 c61201"),
+                    ),
+                    origin(),
+                    as_path(),
+                ]
+                .concat(),
+                &[],
+            ),
+            update(
+                &[],
+                &attr(0x80, 15, &hex("0002 01 40 fd00000100000000")),
+                &[],
+            ),
+            update(
+                &[],
+                &[
+                    base_attrs(),
+                    attr(0x80, 9, &hex("c6120009")),
+                    attr(0x80, 10, &hex("c612000a")),
+                    attr(0xc0, 7, &hex("fde9 c6120002")),
+                ]
+                .concat(),
+                &hex("18 c61201"),
+            ),
+            msg(3, &hex("06 02 0102")),
+            msg(5, &hex("0002 00 01")),
+        ]
+    }
+
+    fn mutate(r: &mut Rng, m: &mut Vec<u8>, seeds: &[Vec<u8>]) {
+        for _ in 0..1 + r.below(4) {
+            let i = r.below(m.len());
+            match r.below(6) {
+                0 if !m.is_empty() => m[i] ^= 1 << r.below(8),
+                1 if !m.is_empty() => m[i] = r.next() as u8,
+                2 if m.len() < 4096 => m.insert(i, r.next() as u8),
+                3 if !m.is_empty() => {
+                    m.remove(i);
+                }
+                4 => {
+                    let s = &seeds[r.below(seeds.len())];
+                    let a = r.below(s.len());
+                    let b = a + r.below(s.len() - a);
+                    let at = r.below(m.len() + 1);
+                    m.splice(at..at, s[a..b].iter().copied());
+                }
+                _ if !m.is_empty() => m[i] = [0, 1, 0x7f, 0x80, 0xff, 32, 33, 128, 129][r.below(9)],
+                _ => {}
+            }
+        }
+        // Mostly keep the header's length right, so the body decoders see the mutation.
+        if m.len() >= 19 && r.below(8) != 0 {
+            let l = (m.len().min(4096)) as u16;
+            m[16..18].copy_from_slice(&l.to_be_bytes());
+        }
+    }
+
+    fn check(frame: &[u8], dcx: &DecodeCxt, ecx: &EncodeCxt) {
+        let _ = frame_len(frame);
+        match Message::decode(frame, dcx) {
+            Err(e) => {
+                let _ = NotificationMsg::from(&e);
+            }
+            Ok(m) => {
+                let mut b = BytesMut::new();
+                if m.encode(ecx, &mut b).is_err() {
+                    assert!(b.is_empty());
+                    return;
+                }
+                let again = Message::decode(&b, dcx).expect("re-encoded message must decode");
+                if !matches!(m, Message::Update(_)) {
+                    assert_eq!(again, m);
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "long-running: set BGPD_FUZZ_ITERS and run in release"]
+    fn mutation_fuzz() {
+        let iters: u64 = std::env::var("BGPD_FUZZ_ITERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
+        let seeds = seeds();
+        let mut r = Rng(0x0123_4567_89ab_cdef);
+        let start = std::time::Instant::now();
+        let mut decoded_ok = 0u64;
+        for n in 0..iters {
+            let sel = r.next() as u8;
+            let fam = |bit: u8| -> FamilySet {
+                [(bit, V4), (bit << 1, V6)]
+                    .into_iter()
+                    .filter(|(b, _)| sel & b != 0)
+                    .map(|(_, f)| f)
+                    .collect()
+            };
+            let dcx = DecodeCxt {
+                four_octet_as: sel & 1 != 0,
+                add_path: fam(2),
+                extended_next_hop: fam(8),
+            };
+            let ecx = EncodeCxt {
+                four_octet_as: dcx.four_octet_as,
+                add_path: dcx.add_path,
+                extended_next_hop: dcx.extended_next_hop,
+            };
+            let mut m = seeds[r.below(seeds.len())].clone();
+            mutate(&mut r, &mut m, &seeds);
+            if Message::decode(&m, &dcx).is_ok() {
+                decoded_ok += 1;
+            }
+            check(&m, &dcx, &ecx);
+            if n % 1_000_000 == 0 && n > 0 {
+                eprintln!("{n} inputs, {decoded_ok} decoded Ok, {:?}", start.elapsed());
+            }
+        }
+        eprintln!(
+            "done: {iters} inputs, {decoded_ok} decoded Ok, {:?}",
+            start.elapsed()
+        );
+        // The mutations must reach the decoders, not only the header checks.
+        assert!(
+            decoded_ok > iters / 100,
+            "only {decoded_ok} of {iters} inputs decoded: mutations too destructive"
+        );
+    }
+}

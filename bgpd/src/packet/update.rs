@@ -291,7 +291,10 @@ fn attribute(
             return Err(reset(K::UnrecognizedWellKnownAttribute, Some(code), raw));
         }
         if flags & flag::TRANSITIVE != 0 {
-            w.attrs.unknown.push((flags, code, v.to_vec()));
+            // Stored without the Extended Length bit: the encoder picks the length form again.
+            w.attrs
+                .unknown
+                .push((flags & !flag::EXTENDED_LENGTH, code, v.to_vec()));
         }
         return Ok(());
     };
