@@ -579,6 +579,11 @@ impl Driver {
             warn!(peer = ?self.peer, error = %e, "incoming connection refused: socket options");
             return;
         }
+        if self.primary.fsm.state() == State::Idle && self.primary.fsm.is_started() {
+            // Waiting to restart after a failure: the peer is back first, so restart now instead of refusing it
+            // until the backoff ends (AutomaticStart with passive TCP establishment, RFC 4271 event 5).
+            self.feed(Which::Primary, Event::IdleHoldTimerExpires).await;
+        }
         match self.primary.fsm.state() {
             State::Idle => debug!(peer = ?self.peer, "incoming connection refused in Idle"),
             State::Connect | State::Active => {

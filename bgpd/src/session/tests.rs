@@ -226,6 +226,30 @@ async fn passive_side_restarts_after_peer_reset() {
 }
 
 #[tokio::test]
+async fn passive_side_accepts_the_peer_back_before_its_backoff_ends() {
+    // a's own restart delay is 30 s; b comes back after 200 ms and must be let in at once.
+    let (_l, (_a, mut ea), (b, mut eb)) = pair(V4, |c| {
+        if c.fsm.passive {
+            c.fsm.connect_retry_time = Duration::from_secs(30);
+            c.fsm.connect_retry_max = Duration::from_secs(60);
+        }
+    })
+    .await;
+    ea.established().await;
+    eb.established().await;
+    b.send(SessionCommand::Reset).unwrap();
+    let t0 = Instant::now();
+    ea.wait_for("Down", |e| matches!(e, SessionEvent::Down(_)).then_some(()))
+        .await;
+    ea.established().await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "re-established after {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn unknown_peer_is_refused_by_the_listener() {
     let listener = Listener::bind(&[SocketAddr::new(V4, 0)]).unwrap();
     let port = listener.local_addrs()[0].port();
