@@ -1,10 +1,12 @@
 //! The kernel agrees with the evaluator: the JSON batch is loaded into a node namespace whose pods
 //! hang off one Linux bridge (same-node, bridged traffic, br_netfilter on), and real TCP connects
-//! between the pods must succeed exactly where `allows` says so, over IPv6 and IPv4.
+//! and UDP exchanges on ports 80 and 81 between the pods must succeed exactly where `allows` says
+//! so, over IPv6 and IPv4. (This kernel has no SCTP.)
 //! Needs root; skips with a message otherwise.
 
 mod support;
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,16 +122,30 @@ impl Lab {
                     .spawn()
                     .expect("socat");
                 lab.children.push(child);
+                // UDP: one process answering every datagram ("ok"). socat's forking UDP
+                // listeners lose datagrams when several peers send at once.
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &name, "python3", "-c", UDP_ANSWER])
+                    .arg(port.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("python3");
+                lab.children.push(child);
             }
         }
         // Listeners are up when the node (never filtered: its traffic is local, not forwarded)
         // connects; bounded wait.
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         for (ns, p) in LAB_PODS {
-            for port in [80, 81] {
+            for (proto, port) in PROBED {
                 let dst = pod_ip(ns, p, Family::Ipv4);
-                while !connects(&lab.node, dst, port) {
-                    assert!(Instant::now() < deadline, "listener {dst}:{port} not up");
+                while !reaches(&lab.node, proto, dst, port) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "listener {dst} {proto}/{port} not up"
+                    );
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -162,29 +178,58 @@ impl Lab {
     }
 }
 
-/// A real TCP handshake from namespace `ns` to `dst:port`, bounded by a 0.5 s connect timeout.
-fn connects(ns: &str, dst: IpAddr, port: u16) -> bool {
-    let target = match dst {
-        IpAddr::V4(a) => format!("TCP4:{a}:{port},connect-timeout=0.5"),
-        IpAddr::V6(a) => format!("TCP6:[{a}]:{port},connect-timeout=0.5"),
+/// A UDP server for both families on port argv[1] that answers each datagram with "ok".
+const UDP_ANSWER: &str = "import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(('::', int(sys.argv[1])))
+while True:
+    d, a = s.recvfrom(512)
+    s.sendto(b'ok', a)
+";
+
+/// Protocols and ports probed in the kernel (this kernel has no SCTP).
+const PROBED: [(Protocol, u16); 4] = [
+    (Protocol::Tcp, 80),
+    (Protocol::Tcp, 81),
+    (Protocol::Udp, 80),
+    (Protocol::Udp, 81),
+];
+
+/// Real traffic from namespace `ns` to `dst:port`: a TCP handshake, or a UDP datagram answered
+/// by the listener; bounded by socat timeouts (0.5 s TCP, 2 s UDP) and a 4 s hard timeout.
+fn reaches(ns: &str, protocol: Protocol, dst: IpAddr, port: u16) -> bool {
+    // UDP: stdin hits EOF at once, so the close timeout (-t) is what bounds the wait for the
+    // answer, and it must allow for a fork and a shell in the listener.
+    let (kind, opts, local, idle) = match protocol {
+        Protocol::Tcp => ("TCP", ",connect-timeout=0.5", "OPEN:/dev/null", "-T0.5"),
+        Protocol::Udp => ("UDP", "", "-", "-t2"),
+        Protocol::Sctp => unreachable!("not probed"),
     };
-    Command::new("timeout")
-        .args([
-            "3",
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "socat",
-            "-u",
-            "OPEN:/dev/null",
-        ])
+    let target = match dst {
+        IpAddr::V4(a) => format!("{kind}4:{a}:{port}{opts}"),
+        IpAddr::V6(a) => format!("{kind}6:[{a}]:{port}{opts}"),
+    };
+    let out = Command::new("timeout")
+        .args(["4", "ip", "netns", "exec", ns, "socat", idle, local])
         .arg(target)
-        .stdout(Stdio::null())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .spawn()
+        .and_then(|mut child| {
+            // One datagram for UDP; stdin closes right after, which ends the TCP probe's input.
+            if let Some(mut stdin) = child.stdin.take() {
+                let _ = stdin.write_all(b"probe\n");
+            }
+            child.wait_with_output()
+        });
+    match (protocol, out) {
+        (Protocol::Tcp, Ok(o)) => o.status.success(),
+        // The listener answers "ok"; nothing comes back when either direction is dropped.
+        (_, Ok(o)) => String::from_utf8_lossy(&o.stdout).contains("ok"),
+        (_, Err(_)) => false,
+    }
 }
 
 fn is_root() -> bool {
@@ -197,19 +242,21 @@ fn is_root() -> bool {
 }
 
 fn has_tools() -> bool {
-    ["nft", "socat", "ip", "timeout"].iter().all(|t| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    ["nft", "socat", "ip", "timeout", "python3"]
+        .iter()
+        .all(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
 }
 
 #[test]
 fn bridged_traffic_matches_the_evaluator() {
     if !is_root() || !has_tools() {
-        eprintln!("SKIP bridged_traffic_matches_the_evaluator: needs root, nft, socat");
+        eprintln!("SKIP bridged_traffic_matches_the_evaluator: needs root, nft, socat, python3");
         return;
     }
     let lab = Lab::new(&format!("fl-fwk{}", std::process::id()));
@@ -224,6 +271,8 @@ fn bridged_traffic_matches_the_evaluator() {
         "named-port-per-pod",
         "egress-named-port",
         "ingress-and-egress",
+        "udp-only",
+        "multiple-ports-and-rules",
     ] {
         let policies = load_policies(fixture);
         let built = build(
@@ -245,25 +294,25 @@ fn bridged_traffic_matches_the_evaluator() {
                     continue;
                 }
                 for f in Family::ALL {
-                    for port in [80u16, 81] {
-                        probes.push((i, pod_ip(*sns, *sp, f), pod_ip(dns, dp, f), port));
+                    for (proto, port) in PROBED {
+                        probes.push((i, pod_ip(*sns, *sp, f), pod_ip(dns, dp, f), proto, port));
                     }
                 }
             }
         }
-        // Probes run concurrently: each blocked one waits for its connect timeout.
+        // Probes run concurrently: each blocked one waits for its timeout.
         let results: Vec<bool> = std::thread::scope(|scope| {
             let handles: Vec<_> = probes
                 .iter()
-                .map(|(i, _, dst, port)| {
+                .map(|(i, _, dst, proto, port)| {
                     let ns = &lab.pods[*i];
-                    scope.spawn(move || connects(ns, *dst, *port))
+                    scope.spawn(move || reaches(ns, *proto, *dst, *port))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for ((_, src, dst, port), got) in probes.iter().zip(results) {
-            let want = allows(&built.ruleset, *src, *dst, Protocol::Tcp, *port).unwrap();
+        for ((_, src, dst, proto, port), got) in probes.iter().zip(results) {
+            let want = allows(&built.ruleset, *src, *dst, *proto, *port).unwrap();
             if want {
                 counts.0 += 1;
             } else {
@@ -271,7 +320,7 @@ fn bridged_traffic_matches_the_evaluator() {
             }
             if want != got {
                 mismatches.push(format!(
-                    "{fixture}: {src} -> {dst} TCP/{port}: evaluator {want}, kernel {got}"
+                    "{fixture}: {src} -> {dst} {proto}/{port}: evaluator {want}, kernel {got}"
                 ));
             }
         }
@@ -298,10 +347,10 @@ fn bridged_traffic_matches_the_evaluator() {
     );
     lab.load(&built.ruleset);
     let xa6 = pod_ip(0, 0, Family::Ipv6);
-    assert!(!connects(&lab.pods[1], xa6, 80));
+    assert!(!reaches(&lab.pods[1], Protocol::Tcp, xa6, 80));
     lab.bridge_netfilter(false);
     assert!(
-        connects(&lab.pods[1], xa6, 80),
+        reaches(&lab.pods[1], Protocol::Tcp, xa6, 80),
         "bridged traffic was filtered without br_netfilter: the hook assumption changed"
     );
     lab.bridge_netfilter(true);
