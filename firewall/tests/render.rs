@@ -290,6 +290,22 @@ fn read_back_sets(
     sets
 }
 
+fn count_rules(ns: &Netns, table: &str) -> usize {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "nft", "-j", "list", "table", "inet", table,
+        ])
+        .output()
+        .expect("running nft list");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o.get("rule").is_some())
+        .count()
+}
+
 fn model_sets(
     rs: &firewall::model::Ruleset,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeSet<firewall::model::SetElement>> {
@@ -349,9 +365,21 @@ fn real_nft_loads_batch_then_delta() {
             },
         )
         .ruleset;
+        // The text script loads the same state as the JSON batch.
+        let text = dir.join("full.nft");
+        std::fs::write(&text, to_nft_replace_script(&old)).unwrap();
+        let (ok, err) = ns.nft_check(&[], &text);
+        assert!(ok, "nft -f full.nft: {err}");
+        assert_eq!(
+            read_back_sets(&ns, &old.table),
+            model_sets(&old),
+            "{addressing:?} text"
+        );
+        assert_eq!(count_rules(&ns, &old.table), old.rule_count());
         // Full replace twice (the second replaces the first), then the element delta.
         nft_apply(&ns, &dir, "full.json", &to_nftables_batch(&old));
         nft_apply(&ns, &dir, "full.json", &to_nftables_batch(&old));
+        assert_eq!(count_rules(&ns, &old.table), old.rule_count());
         assert_eq!(
             read_back_sets(&ns, &old.table),
             model_sets(&old),
