@@ -129,6 +129,88 @@ pub struct EncodeCxt {
     pub extended_next_hop: FamilySet,
 }
 
+impl OpenMsg {
+    fn four_octet_as(&self) -> Option<u32> {
+        self.capabilities.iter().find_map(|c| match c {
+            Capability::FourOctetAs(asn) => Some(*asn),
+            _ => None,
+        })
+    }
+
+    /// The add-path mode (RFC 7911 section 4: 1 receive, 2 send, 3 both) this OPEN advertises for `family`.
+    fn add_path_mode(&self, family: Family) -> u8 {
+        self.capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::AddPath(v) => v
+                    .iter()
+                    .find(|(a, s, _)| (*a, *s) == family)
+                    .map(|(_, _, m)| *m),
+                _ => None,
+            })
+            .fold(0, |acc, m| acc | m)
+    }
+
+    /// Whether this OPEN advertises an IPv6 next hop for `family` (RFC 8950 section 3).
+    fn extended_next_hop(&self, family: Family) -> bool {
+        self.capabilities.iter().any(|c| match c {
+            Capability::ExtendedNextHop(v) => v
+                .iter()
+                .any(|(a, s, nh)| (*a, *s) == family && *nh == Afi::Ipv6),
+            _ => false,
+        })
+    }
+
+    /// The real ASN of the sender: the four-octet AS capability when present, else My Autonomous System.
+    pub fn asn(&self) -> u32 {
+        self.four_octet_as().unwrap_or(self.my_as as u32)
+    }
+}
+
+/// The codec contexts of a session once both OPENs are known (`local` sent, `remote` received).
+/// - four-octet AS: both sent the capability (RFC 6793 section 3);
+/// - add-path: we read path ids for a family when we offered receive and the peer offered send, and write
+///   them when we offered send and the peer receive (RFC 7911 section 4);
+/// - extended next hop: we accept it on what we advertised, and send it where the peer advertised it
+///   (RFC 8950 section 3).
+pub fn negotiate(local: &OpenMsg, remote: &OpenMsg) -> (DecodeCxt, EncodeCxt) {
+    let four = local.four_octet_as().is_some() && remote.four_octet_as().is_some();
+    let families = [(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)];
+    let (mut rx, mut tx, mut enh_rx, mut enh_tx) = (
+        FamilySet::empty(),
+        FamilySet::empty(),
+        FamilySet::empty(),
+        FamilySet::empty(),
+    );
+    for f in families {
+        let (l, r) = (local.add_path_mode(f), remote.add_path_mode(f));
+        if l & 1 != 0 && r & 2 != 0 {
+            rx.insert(f);
+        }
+        if l & 2 != 0 && r & 1 != 0 {
+            tx.insert(f);
+        }
+        if local.extended_next_hop(f) {
+            enh_rx.insert(f);
+        }
+        if remote.extended_next_hop(f) {
+            enh_tx.insert(f);
+        }
+    }
+    (
+        DecodeCxt {
+            four_octet_as: four,
+            add_path: rx,
+            extended_next_hop: enh_rx,
+        },
+        EncodeCxt {
+            four_octet_as: four,
+            add_path: tx,
+            extended_next_hop: enh_tx,
+        },
+    )
+}
+
 /// Checks the header at the start of `buf` (RFC 4271 section 6.1) and returns the length of the message it
 /// starts, once the whole message is in `buf`; `Ok(None)` while more octets are needed.
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {

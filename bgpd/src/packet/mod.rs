@@ -15,7 +15,7 @@ pub use error::{
 pub use iana::{Afi, Family, FamilySet, Safi};
 pub use message::{
     Capability, DecodeCxt, EncodeCxt, HEADER_LEN, MAX_MESSAGE_LEN, Message, NotificationMsg,
-    OpenMsg, UpdateMsg, frame_len,
+    OpenMsg, UpdateMsg, frame_len, negotiate,
 };
 
 #[cfg(test)]

@@ -1310,3 +1310,68 @@ mod mutation_fuzz {
         );
     }
 }
+
+mod negotiation {
+    use super::*;
+
+    fn open(caps: Vec<Capability>) -> OpenMsg {
+        OpenMsg {
+            version: 4,
+            my_as: 23456,
+            hold_time: 90,
+            bgp_identifier: Ipv4Addr::new(198, 18, 0, 1),
+            capabilities: caps,
+        }
+    }
+
+    #[test]
+    fn contexts_follow_both_opens() {
+        let local = open(vec![
+            Capability::FourOctetAs(4_200_000_001),
+            Capability::AddPath(vec![
+                (Afi::Ipv6, Safi::Unicast, 3),
+                (Afi::Ipv4, Safi::Unicast, 1),
+            ]),
+            Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
+        ]);
+        let remote = open(vec![
+            Capability::FourOctetAs(65001),
+            Capability::AddPath(vec![
+                (Afi::Ipv6, Safi::Unicast, 1),
+                (Afi::Ipv4, Safi::Unicast, 2),
+            ]),
+        ]);
+        let (d, e) = negotiate(&local, &remote);
+        assert!(d.four_octet_as && e.four_octet_as);
+        // IPv6: we offered both, the peer only receives: we send path ids, we do not read them.
+        assert!(e.add_path.contains(V6) && !d.add_path.contains(V6));
+        // IPv4: we receive, the peer sends.
+        assert!(d.add_path.contains(V4) && !e.add_path.contains(V4));
+        // We advertised extended next hop, the peer did not: accept it, never send it.
+        assert!(d.extended_next_hop.contains(V4) && !e.extended_next_hop.contains(V4));
+        assert_eq!(local.asn(), 4_200_000_001);
+        // A peer without the four-octet capability makes both directions 2-octet.
+        let (d, e) = negotiate(&local, &open(vec![]));
+        assert!(!d.four_octet_as && !e.four_octet_as);
+        assert_eq!(open(vec![]).asn(), 23456);
+    }
+
+    #[test]
+    fn unknown_transitive_attribute_is_passed_on_with_partial() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                unknown: vec![(0xc0, 32, vec![0, 0, 0xfd, 0xe9, 0, 0, 0, 1, 0, 0, 0, 2])],
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        };
+        let b = enc(&Message::Update(u), &ecx4());
+        let a = decode_update(&b, &cx4()).attributes.unwrap();
+        assert_eq!(
+            a.unknown,
+            vec![(0xe0, 32, vec![0, 0, 0xfd, 0xe9, 0, 0, 0, 1, 0, 0, 0, 2])]
+        );
+    }
+}

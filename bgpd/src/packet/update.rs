@@ -723,8 +723,9 @@ fn encode_attributes(
             })?;
         }
     }
+    // RFC 4271 section 5: an unrecognized optional transitive attribute is passed on with Partial set.
     for (flags, code, value) in &a.unknown {
-        put_attr(buf, *flags, *code, |b| b.put_slice(value))?;
+        put_attr(buf, *flags | flag::PARTIAL, *code, |b| b.put_slice(value))?;
     }
     Ok(())
 }
