@@ -9,3 +9,4 @@ pub mod rib;
 pub mod speaker;
 pub mod session;
 pub mod api;
+pub mod config;

@@ -29,13 +29,24 @@ pub struct ApiClient {
     inner: v3::gobgp_api_client::GobgpApiClient<Channel>,
 }
 
+pub use tonic::Code;
+
 /// The innermost cause of an error, which is what tells an operator "connection refused".
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
+    loop {
+        if let Some(io) = cur.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => io.to_string(),
+            };
+        }
+        match cur.source() {
+            Some(next) => cur = next,
+            None => return cur.to_string(),
+        }
     }
-    cur.to_string()
 }
 
 impl ApiClient {

@@ -69,8 +69,9 @@ fn parse_ipv4(s: &str) -> Result<Ipv4Addr, ConvertError> {
         .map_err(|_| ConvertError::BadAddress(s.to_string()))
 }
 
+/// An optional address; GoBGP writes an unset one as "" or, for locally originated paths, "<nil>".
 fn opt_ip(s: &str) -> Result<Option<IpAddr>, ConvertError> {
-    if s.is_empty() {
+    if s.is_empty() || s == "<nil>" {
         Ok(None)
     } else {
         parse_ip(s).map(Some)
@@ -78,7 +79,7 @@ fn opt_ip(s: &str) -> Result<Option<IpAddr>, ConvertError> {
 }
 
 fn opt_ipv4(s: &str) -> Result<Option<Ipv4Addr>, ConvertError> {
-    if s.is_empty() {
+    if s.is_empty() || s == "<nil>" {
         Ok(None)
     } else {
         parse_ipv4(s).map(Some)

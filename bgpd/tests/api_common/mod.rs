@@ -1,6 +1,8 @@
 //! Shared by the API tests: network-namespace and process guards, and an in-memory `ApiBackend`.
 #![allow(dead_code)]
 
+pub mod render;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Output};
