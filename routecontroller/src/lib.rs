@@ -3,4 +3,5 @@
 //! and the node's CNI conflist (bridge + host-local).
 
 pub mod cni;
+pub mod dataplane;
 pub mod model;
