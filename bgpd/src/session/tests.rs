@@ -782,3 +782,45 @@ fn link_local_peers_with_scope_id_md5_and_gtsm() {
         );
     }
 }
+
+#[tokio::test]
+async fn malformed_update_resets_the_session_with_update_message_error() {
+    let peer_listener = TcpListener::bind(SocketAddr::new(V6, 0)).await.unwrap();
+    let mut cfg = SessionConfig::new(fsm_config(65001, 65002, ID_A), V6);
+    cfg.remote_port = peer_listener.local_addr().unwrap().port();
+    let (h, mut ev) = spawn_session(cfg);
+    h.send(SessionCommand::Start).unwrap();
+    let (s, _) = tokio::time::timeout(WAIT, peer_listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut p = RawPeer::new(s);
+    assert!(matches!(p.recv().await, Some(Message::Open(_))));
+    p.send(raw_open(65002, ID_B, 9)).await;
+    assert_eq!(p.recv().await, Some(Message::Keepalive));
+    p.send(Message::Keepalive).await;
+    ev.established().await;
+    // An UPDATE whose Withdrawn Routes Length (200) runs past the end of the message: RFC 4271 §6.3 / RFC 7606
+    // say Malformed Attribute List (3/1) and a reset.
+    let mut bad = vec![0xffu8; 16];
+    bad.extend_from_slice(&23u16.to_be_bytes());
+    bad.push(2);
+    bad.extend_from_slice(&200u16.to_be_bytes());
+    bad.extend_from_slice(&0u16.to_be_bytes());
+    p.stream.write_all(&bad).await.unwrap();
+    let notif = loop {
+        match p.recv().await {
+            Some(Message::Keepalive) => continue,
+            Some(Message::Notification(n)) => break n,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(notif.code, 3, "{notif:?}");
+    let down = ev
+        .wait_for("Down", |e| match e {
+            SessionEvent::Down(d) => Some(d.reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(down, DownReason::NotificationSent(notif));
+}

@@ -204,6 +204,42 @@ async fn routes_sent_before_establishment_arrive_and_soft_reset_resends() {
 }
 
 #[tokio::test]
+async fn max_prefix_teardown_closes_the_session() {
+    let ((a, nb), (b, _na)) = two_speakers().await;
+    // A allows B one IPv4 prefix.
+    let mut limited = nb.clone();
+    limited.rib.max_prefix =
+        Some(crate::policy::MaxPrefix::new(1, crate::policy::MaxPrefixAction::TearDown).unwrap());
+    a.update_peer(limited).await.unwrap();
+    assert_eq!(
+        wait_state(&a, State::Established).await.flaps,
+        0,
+        "a policy change must not reset the session"
+    );
+    b.originate("198.18.7.0/24".parse().unwrap(), PathAttributes::default())
+        .await
+        .unwrap();
+    b.originate("198.18.8.0/24".parse().unwrap(), PathAttributes::default())
+        .await
+        .unwrap();
+    // A sends Cease / Maximum Number of Prefixes Reached: the session drops (and comes back, then drops again).
+    let fut = async {
+        loop {
+            let n = a.neighbors().await.unwrap();
+            if n[0].flaps >= 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("session never torn down");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn duplicate_and_unknown_peers_are_errors() {
     let ((a, nb), (b, _)) = two_speakers().await;
     assert!(matches!(
