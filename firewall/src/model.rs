@@ -583,7 +583,7 @@ impl Builder<'_> {
                         policy.name,
                         d.short()
                     ));
-                    self.rules(policy, *d, &target, r, rule, comment, out);
+                    self.rules(i, policy, *d, r, rule, comment, out);
                 }
             }
         }
@@ -621,16 +621,19 @@ impl Builder<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    /// Set and rule names are derived from the policy's index `i` (policies are sorted by
+    /// namespace/name), so they depend on policies only, never on pods.
     fn rules(
         &mut self,
+        i: usize,
         policy: &Policy,
         d: Direction,
-        target: &str,
         r: usize,
         rule: &PolicyRule,
         comment: String,
         out: &mut Vec<Rule>,
     ) {
+        let target = format!("p{i}_tgt");
         let action = match d {
             Direction::Ingress => Action::Accept,
             Direction::Egress => Action::Return,
@@ -643,11 +646,7 @@ impl Builder<'_> {
             }
         }
         for (k, peer) in rule.peers.iter().enumerate() {
-            let base = format!(
-                "{}_{}{r}_peer{k}",
-                target.trim_end_matches("_tgt"),
-                d.short()
-            );
+            let base = format!("p{i}_{}{r}_peer{k}", d.short());
             match peer {
                 Peer::Pods { namespaces, pods } => {
                     let members: Vec<&PodView> = self
