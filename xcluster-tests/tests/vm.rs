@@ -10,3 +10,8 @@ mod support;
 /// families round-tripped in a network namespace, cross-checked with `ipvsadm` and `/proc/net/ip_vs`.
 #[path = "vm/ipvs.rs"]
 mod ipvs;
+
+/// fairlead's proxy controller + dataplane in a node namespace with real TCP traffic (pods by the CNI bridge
+/// plugin, a router namespace): ClusterIP spread and hairpin, NodePort, masquerade, reject, drain, restart.
+#[path = "vm/proxy.rs"]
+mod proxy;
