@@ -1375,3 +1375,296 @@ mod negotiation {
         );
     }
 }
+
+/// Cross-check with a real implementation: ExaBGP (Debian package `exabgp`, installed by CI) decodes what
+/// bgpd encodes, offline (`exabgp --decode HEX config`, no session, no network), and its JSON must say
+/// the same routes and attributes. Skips with a message when exabgp is not installed.
+mod exabgp_interop {
+    use super::*;
+    use serde_json::Value;
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    fn exabgp() -> Option<std::path::PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/usr/bin".into()])
+            .map(|d| d.join("exabgp"))
+            .find(|p| p.is_file())
+    }
+
+    /// The `update` (or `eor`) object ExaBGP decodes `bytes` into, under a neighbor with the given state.
+    fn decode(name: &str, bytes: &[u8], asn4: bool, add_path: bool, ext_nh: bool) -> Option<Value> {
+        let Some(bin) = exabgp() else {
+            eprintln!("skipping {name}: exabgp not installed (apt-get install exabgp)");
+            return None;
+        };
+        let conf = std::env::temp_dir().join(format!(
+            "fairlead-codec-exabgp-{}-{name}.conf",
+            std::process::id()
+        ));
+        let caps = format!(
+            "asn4 {}; {} {}",
+            if asn4 { "enable" } else { "disable" },
+            if add_path {
+                "add-path send/receive;"
+            } else {
+                ""
+            },
+            if ext_nh { "nexthop enable;" } else { "" }
+        );
+        let nexthop = if ext_nh {
+            "nexthop { ipv4 unicast ipv6; }"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "neighbor 198.18.0.2 {{ router-id 198.18.0.1; local-address 198.18.0.1; local-as 65001; \
+                 peer-as 65002; family {{ ipv4 unicast; ipv6 unicast; }} {nexthop} capability {{ {caps} }} }}\n"
+            ),
+        )
+        .unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut child = Command::new(bin)
+            .arg("--decode")
+            .arg(&hex)
+            .arg(&conf)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        // Bounded wait; the child is ours and is killed by its own handle on timeout.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("exabgp --decode did not finish in 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_file(&conf);
+        let out = reader.join().unwrap();
+        let line = out
+            .lines()
+            .find_map(|l| l.split_once(" json ").map(|(_, j)| j.to_string()));
+        let line = line.unwrap_or_else(|| panic!("exabgp printed no JSON for {name}:\n{out}"));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        Some(v["neighbor"]["message"].clone())
+    }
+
+    fn nlri_of(v: &Value) -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["nlri"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn classic_ipv4_with_withdrawal_med_communities() {
+        let u = UpdateMsg {
+            withdrawn: vec![net("198.18.5.0/24")],
+            attributes: Some(PathAttributes {
+                as_path: vec![AsPathSegment::Sequence(vec![65001, 4_200_000_000])],
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                med: Some(100),
+                communities: vec![Community(0xfde9_0064)],
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24"), net("198.19.0.0/16")],
+            ..Default::default()
+        };
+        let Some(m) = decode(
+            "classic",
+            &enc(&Message::Update(u), &ecx4()),
+            true,
+            false,
+            false,
+        ) else {
+            return;
+        };
+        let up = &m["update"];
+        assert_eq!(up["attribute"]["origin"], "igp");
+        assert_eq!(
+            up["attribute"]["as-path"],
+            serde_json::json!([65001, 4_200_000_000u32])
+        );
+        assert_eq!(up["attribute"]["med"], 100);
+        assert_eq!(
+            up["attribute"]["community"],
+            serde_json::json!([[65001, 100]])
+        );
+        assert_eq!(
+            nlri_of(&up["announce"]["ipv4 unicast"]["198.18.0.1"]),
+            ["198.18.1.0/24", "198.19.0.0/16"]
+        );
+        assert_eq!(nlri_of(&up["withdraw"]["ipv4 unicast"]), ["198.18.5.0/24"]);
+    }
+
+    #[test]
+    fn mp_reach_ipv6_link_local_and_reflection_attributes() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                link_local_next_hop: Some("fe80::1".parse().unwrap()),
+                local_pref: Some(100),
+                originator_id: Some(Ipv4Addr::new(198, 18, 0, 9)),
+                cluster_list: vec![Ipv4Addr::new(198, 18, 0, 10), Ipv4Addr::new(198, 18, 0, 11)],
+                ..Default::default()
+            }),
+            nlri: vec![net("fd00:1::/64")],
+            ..Default::default()
+        };
+        let Some(m) = decode(
+            "mp6",
+            &enc(&Message::Update(u), &ecx4()),
+            true,
+            false,
+            false,
+        ) else {
+            return;
+        };
+        let up = &m["update"];
+        assert_eq!(up["attribute"]["local-preference"], 100);
+        assert_eq!(up["attribute"]["originator-id"], "198.18.0.9");
+        assert_eq!(
+            up["attribute"]["cluster-list"],
+            serde_json::json!(["198.18.0.10", "198.18.0.11"])
+        );
+        // ExaBGP lists the 32-octet next hop as its two addresses.
+        assert_eq!(
+            nlri_of(&up["announce"]["ipv6 unicast"]["fd00::1"]),
+            ["fd00:1::/64"]
+        );
+        assert_eq!(
+            nlri_of(&up["announce"]["ipv6 unicast"]["fe80::1"]),
+            ["fd00:1::/64"]
+        );
+    }
+
+    #[test]
+    fn rfc8950_ipv4_over_ipv6_next_hop() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        };
+        let mut ecx = ecx4();
+        ecx.extended_next_hop.insert(V4);
+        let Some(m) = decode(
+            "rfc8950",
+            &enc(&Message::Update(u), &ecx),
+            true,
+            false,
+            true,
+        ) else {
+            return;
+        };
+        assert_eq!(
+            nlri_of(&m["update"]["announce"]["ipv4 unicast"]["fd00::1"]),
+            ["198.18.1.0/24"]
+        );
+    }
+
+    #[test]
+    fn two_octet_peer_as4_path_is_merged_alike() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                as_path: vec![AsPathSegment::Sequence(vec![65001, 4_200_000_000])],
+                next_hop: Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))),
+                ..Default::default()
+            }),
+            nlri: vec![net("198.18.1.0/24")],
+            ..Default::default()
+        };
+        let Some(m) = decode(
+            "as4",
+            &enc(&Message::Update(u), &EncodeCxt::default()),
+            false,
+            false,
+            false,
+        ) else {
+            return;
+        };
+        assert_eq!(
+            m["update"]["attribute"]["as-path"],
+            serde_json::json!([65001, 4_200_000_000u32])
+        );
+    }
+
+    #[test]
+    fn add_path_ipv6() {
+        let u = UpdateMsg {
+            attributes: Some(PathAttributes {
+                next_hop: Some("fd00::1".parse().unwrap()),
+                ..Default::default()
+            }),
+            nlri: vec![net("fd00:1::/64")],
+            nlri_path_ids: vec![7],
+            ..Default::default()
+        };
+        let mut ecx = ecx4();
+        ecx.add_path = [V4, V6].into_iter().collect();
+        let Some(m) = decode(
+            "addpath",
+            &enc(&Message::Update(u), &ecx),
+            true,
+            true,
+            false,
+        ) else {
+            return;
+        };
+        let n = &m["update"]["announce"]["ipv6 unicast"]["fd00::1"][0];
+        assert_eq!(n["nlri"], "fd00:1::/64");
+        assert_eq!(n["path-information"], "0.0.0.7");
+    }
+
+    #[test]
+    fn mp_unreach_and_end_of_rib_ipv6() {
+        let w = UpdateMsg {
+            withdrawn: vec![net("fd00:1::/64")],
+            ..Default::default()
+        };
+        let Some(m) = decode(
+            "unreach6",
+            &enc(&Message::Update(w), &ecx4()),
+            true,
+            false,
+            false,
+        ) else {
+            return;
+        };
+        assert_eq!(
+            nlri_of(&m["update"]["withdraw"]["ipv6 unicast"]),
+            ["fd00:1::/64"]
+        );
+        let eor = UpdateMsg {
+            end_of_rib: Some(V6),
+            ..Default::default()
+        };
+        let Some(m) = decode(
+            "eor6",
+            &enc(&Message::Update(eor), &ecx4()),
+            true,
+            false,
+            false,
+        ) else {
+            return;
+        };
+        assert_eq!(m["eor"]["afi"], "ipv6");
+        assert_eq!(m["eor"]["safi"], "unicast");
+    }
+}
