@@ -8,11 +8,10 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Resource;
-use kube::runtime::reflector::Store;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::stores::{ClusterStores, KindWriter, StoreWriters};
+use super::stores::{KindWriter, StoreWriters};
 
 /// A Kubernetes kind the stores hold (`Secret`, for BGP passwords, is not carried yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,9 +147,6 @@ pub trait ClusterObject:
     /// This kind's writer.
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self>;
 
-    /// This kind's store.
-    fn store(stores: &ClusterStores) -> &Store<Self>;
-
     /// A hash of the fields a controller reads, so an update that changes none of them (a Node
     /// heartbeat, a Pod's container status) raises no [`Change`](super::Change). The store is
     /// always updated; this only decides the notification. `None`: every update is a change.
@@ -172,9 +168,6 @@ impl ClusterObject for Node {
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.nodes
     }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.nodes
-    }
     /// routecontroller reads labels, annotations (BGP settings), the spec (`podCIDRs`) and
     /// `status.addresses`; the kubelet's heartbeats (`status.conditions`, images) are left out.
     fn relevance(&self) -> Option<u64> {
@@ -193,9 +186,6 @@ impl ClusterObject for Pod {
     const KIND: Kind = Kind::Pod;
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.pods
-    }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.pods
     }
     /// The firewall reads labels, `spec.hostNetwork`, `spec.nodeName`, container ports (named
     /// ports), `status.phase`, `status.podIP(s)`, `status.hostIP(s)`; container statuses and
@@ -225,18 +215,12 @@ impl ClusterObject for Service {
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.services
     }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.services
-    }
 }
 
 impl ClusterObject for EndpointSlice {
     const KIND: Kind = Kind::EndpointSlice;
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.endpoint_slices
-    }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.endpoint_slices
     }
 }
 
@@ -245,17 +229,11 @@ impl ClusterObject for Namespace {
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.namespaces
     }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.namespaces
-    }
 }
 
 impl ClusterObject for NetworkPolicy {
     const KIND: Kind = Kind::NetworkPolicy;
     fn writer(writers: &mut StoreWriters) -> &mut KindWriter<Self> {
         &mut writers.network_policies
-    }
-    fn store(stores: &ClusterStores) -> &Store<Self> {
-        &stores.network_policies
     }
 }

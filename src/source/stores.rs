@@ -132,11 +132,6 @@ impl ClusterStores {
         }
     }
 
-    /// The store of `K`.
-    pub fn store<K: ClusterObject>(&self) -> &Store<K> {
-        K::store(self)
-    }
-
     /// Waits until each of `kinds` had its first sync, at most `timeout` in all.
     /// A kind that no source feeds fails at once with [`SourceError::NotFed`].
     pub async fn wait_until_ready(
