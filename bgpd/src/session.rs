@@ -593,7 +593,10 @@ impl Driver {
                 self.feed(Which::Primary, Event::TcpConnectionConfirmed)
                     .await;
             }
-            State::OpenSent | State::OpenConfirm if self.secondary.is_none() => {
+            state @ (State::OpenSent | State::OpenConfirm | State::Established)
+                if self.secondary.is_none()
+                    && (state != State::Established || self.peer_may_restart()) =>
+            {
                 let fsm = Fsm::new_for_incoming(self.config.fsm.clone(), random_jitter());
                 self.secondary = Some(Slot::new(fsm, ConnectionOrigin::Incoming));
                 let id = self.attach(stream, Which::Secondary, ConnectionOrigin::Incoming);
@@ -601,7 +604,8 @@ impl Driver {
                 self.feed(Which::Secondary, Event::TcpConnectionConfirmed)
                     .await;
             }
-            // Established, or a third connection: the existing ones win (RFC 4271 §6.8).
+            // Established without graceful restart, or a third connection: the existing ones win (RFC 4271
+            // §6.8); a peer that really restarted is let in once our hold timer has closed the old session.
             _ => debug!(peer = ?self.peer, "incoming connection refused: session in progress"),
         }
     }
@@ -670,6 +674,15 @@ impl Driver {
         }
     }
 
+    /// Both sides of the Established session advertised graceful restart: a new connection from the peer means
+    /// it restarted.
+    fn peer_may_restart(&self) -> bool {
+        self.primary
+            .fsm
+            .negotiated()
+            .is_some_and(|n| n.graceful_restart.is_some())
+    }
+
     fn which_owns(&self, id: u64) -> Option<Which> {
         if self.primary.owns(id) {
             Some(Which::Primary)
@@ -719,7 +732,17 @@ impl Driver {
                         decode_error_event(&e)
                     }
                 };
-                if let Event::BgpOpen(open) = &event
+                if which == Which::Secondary
+                    && matches!(event, Event::BgpOpen(_))
+                    && self.primary.fsm.state() == State::Established
+                    && self.peer_may_restart()
+                {
+                    // RFC 4724 §4.2: an OPEN from a peer we have an Established session with, both sides having
+                    // advertised graceful restart: the peer restarted. The old session ends as a TCP failure
+                    // (routes kept stale); the new connection carries on and reconcile() promotes it.
+                    info!(peer = ?self.peer, "peer restarted (new OPEN while Established): closing the old session");
+                    self.feed(Which::Primary, Event::TcpConnectionFails).await;
+                } else if let Event::BgpOpen(open) = &event
                     && let Some(loser) = self.collision_on_open(which, open)
                 {
                     let this = self.slot(which).map(|s| s.origin);
@@ -906,6 +929,12 @@ impl Driver {
             if sec.fsm.state() == State::Idle {
                 self.secondary = None;
                 break;
+            }
+            if self.primary.fsm.state() == State::Established
+                && sec.fsm.state() == State::OpenSent
+                && self.peer_may_restart()
+            {
+                break; // the OPEN on the new connection decides (graceful restart)
             }
             let loser = collision_loser(
                 (&self.primary.fsm, self.primary.origin),

@@ -824,3 +824,124 @@ async fn malformed_update_resets_the_session_with_update_message_error() {
         .await;
     assert_eq!(down, DownReason::NotificationSent(notif));
 }
+
+#[tokio::test]
+async fn restarted_peer_replaces_the_established_session_with_graceful_restart() {
+    let listener = Listener::bind(&[SocketAddr::new(V4, 0)]).unwrap();
+    let port = listener.local_addrs()[0].port();
+    let gr = crate::fsm::GracefulRestartConfig {
+        restart_time: 120,
+        restarting: false,
+        forwarding: vec![(Afi::Ipv4, Safi::Unicast, true)],
+    };
+    let mut cfg = SessionConfig::new(
+        FsmConfig {
+            passive: true,
+            graceful_restart: Some(gr),
+            ..fsm_config(65001, 65002, ID_A)
+        },
+        LO2,
+    );
+    cfg.remote_port = 1; // never used: passive
+    let (h, mut ev) = spawn_session(cfg.clone());
+    listener.register(&cfg, &h).unwrap();
+    h.send(SessionCommand::Start).unwrap();
+
+    let gr_open = |restarting: bool| {
+        Message::Open(OpenMsg {
+            version: 4,
+            my_as: 65002,
+            hold_time: 9,
+            bgp_identifier: ID_B,
+            capabilities: vec![
+                Capability::MultiProtocol {
+                    afi: Afi::Ipv4,
+                    safi: Safi::Unicast,
+                },
+                Capability::GracefulRestart {
+                    restarting,
+                    restart_time: 60,
+                    families: vec![(Afi::Ipv4, Safi::Unicast, true)],
+                },
+                Capability::FourOctetAs(65002),
+            ],
+        })
+    };
+    let connect = || async {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(LO2, 0)).unwrap();
+        RawPeer::new(sock.connect(SocketAddr::new(V4, port)).await.unwrap())
+    };
+    let mut old = connect().await;
+    assert!(matches!(old.recv().await, Some(Message::Open(_))));
+    old.send(gr_open(false)).await;
+    assert_eq!(old.recv().await, Some(Message::Keepalive));
+    old.send(Message::Keepalive).await;
+    ev.established().await;
+
+    // The peer reboots: its old TCP connection is never closed, a new one arrives with the R bit set.
+    let mut new = connect().await;
+    assert!(matches!(new.recv().await, Some(Message::Open(_))));
+    new.send(gr_open(true)).await;
+    let down = ev
+        .wait_for("Down", |e| match e {
+            SessionEvent::Down(d) => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(down.reason, DownReason::TcpConnectionFails);
+    assert_eq!(
+        down.graceful_restart,
+        Some((Duration::from_secs(60), vec![(Afi::Ipv4, Safi::Unicast)]))
+    );
+    // The old connection is closed without a NOTIFICATION; the new one completes.
+    loop {
+        match old.recv().await {
+            None => break,
+            Some(Message::Keepalive) => continue,
+            other => panic!("old connection got {other:?}"),
+        }
+    }
+    assert_eq!(new.recv().await, Some(Message::Keepalive));
+    new.send(Message::Keepalive).await;
+    let n = ev.established().await;
+    assert!(n.graceful_restart.as_ref().is_some_and(|g| g.restarting));
+}
+
+#[tokio::test]
+async fn new_connection_while_established_without_graceful_restart_is_refused() {
+    let listener = Listener::bind(&[SocketAddr::new(V4, 0)]).unwrap();
+    let port = listener.local_addrs()[0].port();
+    let cfg = SessionConfig::new(
+        FsmConfig {
+            passive: true,
+            ..fsm_config(65001, 65002, ID_A)
+        },
+        LO2,
+    );
+    let (h, mut ev) = spawn_session(cfg.clone());
+    listener.register(&cfg, &h).unwrap();
+    h.send(SessionCommand::Start).unwrap();
+    let connect = || async {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(LO2, 0)).unwrap();
+        RawPeer::new(sock.connect(SocketAddr::new(V4, port)).await.unwrap())
+    };
+    let mut old = connect().await;
+    assert!(matches!(old.recv().await, Some(Message::Open(_))));
+    old.send(raw_open(65002, ID_B, 9)).await;
+    assert_eq!(old.recv().await, Some(Message::Keepalive));
+    old.send(Message::Keepalive).await;
+    ev.established().await;
+    let mut new = connect().await;
+    assert_eq!(
+        new.recv().await,
+        None,
+        "the second connection must be closed"
+    );
+    let later = ev.drain_for(Duration::from_millis(300)).await;
+    assert!(
+        !later.iter().any(|e| matches!(e, SessionEvent::Down(_))),
+        "{later:?}"
+    );
+}
