@@ -1386,17 +1386,9 @@ mod exabgp_interop {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    fn exabgp() -> Option<std::path::PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/sbin".into(), "/usr/bin".into()])
-            .map(|d| d.join("exabgp"))
-            .find(|p| p.is_file())
-    }
-
     /// The `update` (or `eor`) object ExaBGP decodes `bytes` into, under a neighbor with the given state.
     fn decode(name: &str, bytes: &[u8], asn4: bool, add_path: bool, ext_nh: bool) -> Option<Value> {
-        let Some(bin) = exabgp() else {
+        let Some(bin) = super::exabgp_interop_bin() else {
             eprintln!("skipping {name}: exabgp not installed (apt-get install exabgp)");
             return None;
         };
@@ -1667,4 +1659,288 @@ mod exabgp_interop {
         assert_eq!(m["eor"]["afi"], "ipv6");
         assert_eq!(m["eor"]["safi"], "unicast");
     }
+}
+
+/// Decode what a real speaker sends: ExaBGP in a network namespace made by the test opens a session to a
+/// listener of ours, and every OPEN/UPDATE it sends must decode to the routes in its configuration.
+/// Needs root (for the namespace) and exabgp; skips with a message otherwise.
+mod exabgp_session {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The namespace and the exabgp process; both go away on drop, even when an assertion failed.
+    struct Lab {
+        ns: String,
+        conf: std::path::PathBuf,
+        exabgp: Option<Child>,
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.exabgp {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+            let _ = std::fs::remove_file(&self.conf);
+        }
+    }
+
+    fn ip(args: &[&str]) {
+        let st = Command::new("ip").args(args).status().expect("run ip");
+        assert!(st.success(), "ip {args:?} failed");
+    }
+
+    const CONF: &str = "
+neighbor 198.18.0.2 {
+    router-id 198.18.0.1;
+    local-address 198.18.0.1;
+    local-as 65001;
+    peer-as 65002;
+    hold-time 30;
+    family { ipv4 unicast; ipv6 unicast; }
+    nexthop { ipv4 unicast ipv6; }
+    capability { asn4 enable; route-refresh; graceful-restart 120; nexthop enable; }
+    static {
+        route 198.18.10.0/24 next-hop 198.18.0.1 med 50 community [ 65001:100 65001:200 ] as-path [ 65001 4200000001 ];
+        route fd00:10::/64 next-hop fd00::1 originator-id 198.18.0.9 cluster-list [ 198.18.0.10 ];
+        route 198.18.11.0/24 next-hop fd00::1;
+    }
+}
+";
+
+    fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> Vec<u8> {
+        loop {
+            if let Some(n) = frame_len(buf).unwrap() {
+                return buf.drain(..n).collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no complete message from exabgp in time"
+            );
+            let mut chunk = [0u8; 4096];
+            match s.read(&mut chunk) {
+                Ok(0) => panic!("exabgp closed the session"),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn decodes_a_live_exabgp_session() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping decodes_a_live_exabgp_session: needs root for a network namespace");
+            return;
+        }
+        let Some(bin) = super::exabgp_interop_bin() else {
+            eprintln!(
+                "skipping decodes_a_live_exabgp_session: exabgp not installed (apt-get install exabgp)"
+            );
+            return;
+        };
+        let ns = format!("fl-codec-{}", std::process::id());
+        let conf = std::env::temp_dir().join(format!("{ns}.conf"));
+        let mut lab = Lab {
+            ns: ns.clone(),
+            conf: conf.clone(),
+            exabgp: None,
+        };
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        for a in ["198.18.0.1/32", "198.18.0.2/32"] {
+            ip(&["-n", &ns, "addr", "add", a, "dev", "lo"]);
+        }
+        std::fs::write(&conf, CONF).unwrap();
+
+        // Our side runs on a thread that entered the namespace; exabgp is started once it listens.
+        let path = format!("/run/netns/{ns}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let listener = std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            let l = TcpListener::bind("198.18.0.2:179".parse::<SocketAddr>().unwrap()).unwrap();
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut s = loop {
+                match l.accept() {
+                    Ok((s, _)) => break s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(Instant::now() < deadline, "exabgp did not connect in 60 s");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            session(&mut s, deadline)
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("listener ready");
+        lab.exabgp = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(bin)
+                .arg(&conf)
+                .env("exabgp_daemon_daemonize", "false")
+                .env("exabgp_log_destination", "stderr")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let (their_open, updates) = listener.join().expect("session thread");
+
+        // OPEN: what the configuration asked for, as typed capabilities.
+        assert_eq!(their_open.my_as, 65001);
+        assert_eq!(their_open.hold_time, 30);
+        assert_eq!(their_open.bgp_identifier, Ipv4Addr::new(198, 18, 0, 1));
+        let caps = &their_open.capabilities;
+        assert!(caps.contains(&Capability::FourOctetAs(65001)), "{caps:?}");
+        assert!(
+            caps.contains(&Capability::MultiProtocol {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast
+            }),
+            "{caps:?}"
+        );
+        assert!(caps.contains(&Capability::RouteRefresh), "{caps:?}");
+        assert!(
+            caps.iter().any(|c| matches!(
+                c,
+                Capability::GracefulRestart {
+                    restart_time: 120,
+                    ..
+                }
+            )),
+            "{caps:?}"
+        );
+        assert!(
+            caps.iter().any(|c| matches!(c, Capability::ExtendedNextHop(v) if v.contains(&(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)))),
+            "{caps:?}"
+        );
+
+        // UPDATEs: each configured route with its attributes; no RFC 7606 error on any of them.
+        let route = |p: &str| -> PathAttributes {
+            let p = net(p);
+            let u = updates
+                .iter()
+                .find(|u| u.nlri.contains(&p))
+                .unwrap_or_else(|| panic!("{p} not received: {updates:?}"));
+            assert!(u.errors.is_empty(), "{:?}", u.errors);
+            u.attributes.clone().unwrap()
+        };
+        let a = route("198.18.10.0/24");
+        assert_eq!(a.next_hop, Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))));
+        assert_eq!(a.med, Some(50));
+        assert_eq!(
+            a.communities,
+            vec![Community(0xfde9_0064), Community(0xfde9_00c8)]
+        );
+        assert_eq!(
+            a.as_path,
+            vec![AsPathSegment::Sequence(vec![65001, 4_200_000_001])]
+        );
+        let a = route("fd00:10::/64");
+        assert_eq!(a.next_hop, Some("fd00::1".parse().unwrap()));
+        assert_eq!(a.originator_id, Some(Ipv4Addr::new(198, 18, 0, 9)));
+        assert_eq!(a.cluster_list, vec![Ipv4Addr::new(198, 18, 0, 10)]);
+        let a = route("198.18.11.0/24");
+        assert_eq!(
+            a.next_hop,
+            Some("fd00::1".parse().unwrap()),
+            "RFC 8950 next hop"
+        );
+        assert!(
+            updates.iter().any(|u| u.end_of_rib == Some(V4))
+                && updates.iter().any(|u| u.end_of_rib == Some(V6))
+        );
+    }
+
+    /// Our half of the session: read the OPEN, answer with ours and a KEEPALIVE, then read until both
+    /// End-of-RIBs arrived, decoding with the contexts the two OPENs negotiate.
+    fn session(s: &mut TcpStream, deadline: Instant) -> (OpenMsg, Vec<UpdateMsg>) {
+        let mut buf = Vec::new();
+        let first = read_message(s, &mut buf, deadline);
+        let Message::Open(theirs) = Message::decode(&first, &DecodeCxt::default()).unwrap() else {
+            panic!("first message is not an OPEN")
+        };
+        let ours = OpenMsg {
+            version: 4,
+            my_as: 65002,
+            hold_time: 30,
+            bgp_identifier: Ipv4Addr::new(198, 18, 0, 2),
+            capabilities: vec![
+                Capability::MultiProtocol {
+                    afi: Afi::Ipv4,
+                    safi: Safi::Unicast,
+                },
+                Capability::MultiProtocol {
+                    afi: Afi::Ipv6,
+                    safi: Safi::Unicast,
+                },
+                Capability::FourOctetAs(65002),
+                Capability::RouteRefresh,
+                Capability::GracefulRestart {
+                    restarting: false,
+                    restart_time: 120,
+                    families: vec![],
+                },
+                Capability::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]),
+            ],
+        };
+        let (dcx, ecx) = negotiate(&ours, &theirs);
+        let mut out = BytesMut::new();
+        Message::Open(ours).encode(&ecx, &mut out).unwrap();
+        Message::Keepalive.encode(&ecx, &mut out).unwrap();
+        s.write_all(&out).unwrap();
+        let mut updates = Vec::new();
+        let mut eor = (false, false);
+        while !(eor.0 && eor.1) {
+            let m = read_message(s, &mut buf, deadline);
+            match Message::decode(&m, &dcx).unwrap() {
+                Message::Update(u) => {
+                    eor.0 |= u.end_of_rib == Some(V4);
+                    eor.1 |= u.end_of_rib == Some(V6);
+                    updates.push(u);
+                }
+                Message::Keepalive => {
+                    let mut k = BytesMut::new();
+                    Message::Keepalive.encode(&ecx, &mut k).unwrap();
+                    s.write_all(&k).unwrap();
+                }
+                Message::Notification(n) => panic!("exabgp sent {n:?}"),
+                _ => {}
+            }
+        }
+        // Cease / Administrative Shutdown (RFC 4486), then close.
+        let mut n = BytesMut::new();
+        Message::Notification(NotificationMsg {
+            code: 6,
+            subcode: 2,
+            data: vec![],
+        })
+        .encode(&ecx, &mut n)
+        .unwrap();
+        let _ = s.write_all(&n);
+        (theirs, updates)
+    }
+}
+
+/// The exabgp executable, when installed.
+fn exabgp_interop_bin() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into()])
+        .map(|d| d.join("exabgp"))
+        .find(|p| p.is_file())
 }
