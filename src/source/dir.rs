@@ -344,9 +344,21 @@ fn update_file(path: &Path, previous: FileState, read: Result<Vec<u8>, String>) 
     let ParsedFile {
         objects: parsed,
         failed,
-        problems,
+        mut problems,
         syntax_ok,
     } = parse::parse_file(path, &bytes);
+    let mut objects = BTreeMap::new();
+    for obj in parsed {
+        let id = obj.id();
+        if objects.insert(id.clone(), obj).is_some() {
+            problems.push(DirError::Duplicate {
+                kind: id.0,
+                key: id.1,
+                first: path.to_path_buf(),
+                second: path.to_path_buf(),
+            });
+        }
+    }
     for problem in &problems {
         warn!("{problem}");
     }
@@ -356,10 +368,6 @@ fn update_file(path: &Path, previous: FileState, read: Result<Vec<u8>, String>) 
             objects: previous.objects,
             problems,
         };
-    }
-    let mut objects = BTreeMap::new();
-    for obj in parsed {
-        objects.insert(obj.id(), obj);
     }
     for id in &failed {
         if let Some(old) = previous.objects.get(id) {

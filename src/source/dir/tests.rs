@@ -569,3 +569,25 @@ fn a_missing_directory_is_a_flag_error() {
     assert!(matches!(&err, SourceError::ObjectsDir { dir, .. } if *dir == missing));
     assert!(err.to_string().starts_with("--objects-from "), "{err}");
 }
+
+#[tokio::test]
+async fn a_duplicate_within_one_file_is_reported_and_the_later_document_wins() {
+    let dir = TempDir::new("duplicate-in-file");
+    let twice = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {v: \"1\"}}\n---\n\
+                 apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {v: \"2\"}}\n";
+    dir.write("ns.yaml", twice);
+    let mut run = start(&dir.0).await;
+    let status = run.status_where(|s| s.scans >= 1).await;
+    assert!(
+        matches!(&status.problems[..], [DirError::Duplicate { kind: Kind::Namespace, first, second, .. }]
+            if first == second && first.ends_with("ns.yaml")),
+        "{:?}",
+        status.problems
+    );
+    let ns = run
+        .stores
+        .namespaces
+        .get(&ObjectRef::new("shop"))
+        .expect("shop");
+    assert_eq!(ns.metadata.labels.as_ref().unwrap()["v"], "2");
+}
