@@ -10,8 +10,9 @@
 //!   controller cannot tell them apart.
 //!
 //! Usage: `let (stores, writers) = ClusterStores::new();` then subscribe (`stores.changes()`), spawn
-//! `source.run(writers)`, `stores.wait_until_ready(&kinds)`, compute everything once, and from then on
-//! recompute what each [`Change`] concerns.
+//! `source.run(writers)`, `stores.wait_until_ready(&kinds, timeout)`, compute everything once, and
+//! from then on recompute what each [`Change`] concerns ([`Change::Relisted`] and [`Change::Missed`]:
+//! everything of that kind, or everything).
 //!
 //! This module refers to nothing else in the binary (no `crate::` paths), so it can become a library
 //! crate by moving the directory.
