@@ -6,6 +6,8 @@
 //!   `egress`, then a packet to an ingress-isolated pod jumps to `ingress`; the chain policy accepts.
 //! - `egress`: one rule per (policy, rule, peer, port, family) that `return`s when the traffic is
 //!   allowed; the end of the chain drops. `ingress`: the same with `accept`.
+//! - `output` (base chain, hook output): the same two checks for locally sent packets with a pod
+//!   source, i.e. service traffic that IPVS forwards after DNAT.
 //! - Every pod address lives in sets only; rules name sets, never pods, so a pod change is a pure
 //!   set-element change (see [`delta`]).
 
@@ -33,6 +35,7 @@ pub const TABLE_NAME: &str = "fairlead-firewall";
 pub const FORWARD_CHAIN: &str = "forward";
 pub const INGRESS_CHAIN: &str = "ingress";
 pub const EGRESS_CHAIN: &str = "egress";
+pub const OUTPUT_CHAIN: &str = "output";
 /// Label the API server puts on every namespace; added here when a Namespace object lacks it.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// nftables keeps at most 128 bytes of rule comment.
@@ -612,6 +615,7 @@ impl Builder<'_> {
             });
         }
         chains.push(forward_chain());
+        chains.push(output_chain());
 
         Ruleset {
             table: options.table.clone(),
@@ -797,22 +801,25 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// The base chain: what is always allowed, then the two isolation checks.
-fn forward_chain() -> Chain {
-    let accept = |matches: Vec<Match>, comment: &str| Rule {
+fn accept_rule(matches: Vec<Match>, comment: &str) -> Rule {
+    Rule {
         matches,
         action: Action::Accept,
         comment: Some(comment.to_string()),
-    };
-    let mut rules = vec![
-        accept(
+    }
+}
+
+/// What every base chain accepts first: established flows, and ICMP that must never be dropped.
+fn always_allowed() -> Vec<Rule> {
+    vec![
+        accept_rule(
             vec![Match::CtState(BTreeSet::from([
                 CtState::Established,
                 CtState::Related,
             ]))],
             "replies and related flows of allowed connections",
         ),
-        accept(
+        accept_rule(
             vec![Match::Icmp(BTreeSet::from([
                 IcmpType::DestinationUnreachable,
                 IcmpType::TimeExceeded,
@@ -820,7 +827,7 @@ fn forward_chain() -> Chain {
             ]))],
             "ICMP errors (PMTU)",
         ),
-        accept(
+        accept_rule(
             vec![Match::Icmpv6(BTreeSet::from([
                 Icmpv6Type::DestinationUnreachable,
                 Icmpv6Type::PacketTooBig,
@@ -834,9 +841,27 @@ fn forward_chain() -> Chain {
             ]))],
             "ICMPv6 errors (PMTU), neighbour discovery, router messages",
         ),
-    ];
+    ]
+}
+
+fn base(name: &str, hook: Hook, rules: Vec<Rule>) -> Chain {
+    Chain {
+        name: name.to_string(),
+        base: Some(BaseChain {
+            hook,
+            priority: 0,
+            policy: ChainPolicy::Accept,
+        }),
+        rules,
+    }
+}
+
+/// Pod traffic routed or bridged (br_netfilter) by the node: what is always allowed, traffic
+/// from the node's own addresses, then the egress and ingress isolation checks.
+fn forward_chain() -> Chain {
+    let mut rules = always_allowed();
     for f in Family::ALL {
-        rules.push(accept(
+        rules.push(accept_rule(
             vec![Match::Addr {
                 field: AddrField::Saddr,
                 family: f,
@@ -846,11 +871,10 @@ fn forward_chain() -> Chain {
         ));
     }
     for d in [Direction::Egress, Direction::Ingress] {
-        let field = d.target_field();
         for f in Family::ALL {
             rules.push(Rule {
                 matches: vec![Match::Addr {
-                    field,
+                    field: d.target_field(),
                     family: f,
                     set: d.isolated_set(f),
                 }],
@@ -859,15 +883,42 @@ fn forward_chain() -> Chain {
             });
         }
     }
-    Chain {
-        name: FORWARD_CHAIN.to_string(),
-        base: Some(BaseChain {
-            hook: Hook::Forward,
-            priority: 0,
-            policy: ChainPolicy::Accept,
-        }),
-        rules,
+    base(FORWARD_CHAIN, Hook::Forward, rules)
+}
+
+/// Locally sent packets that the node did not originate: service traffic IPVS forwards after
+/// DNAT (source: the client pod or an external client) never crosses the forward hook. Packets
+/// with a local source address (`fib`, so every address of every interface counts, not only
+/// the configured node addresses) are the node's own and pass.
+fn output_chain() -> Chain {
+    let mut rules = always_allowed();
+    rules.push(accept_rule(
+        vec![Match::SourceIsLocal],
+        "sent by the node itself (kubelet probes, hostNetwork pods)",
+    ));
+    for f in Family::ALL {
+        rules.push(Rule {
+            matches: vec![Match::Addr {
+                field: AddrField::Saddr,
+                family: f,
+                set: Direction::Egress.isolated_set(f),
+            }],
+            action: Action::Jump(EGRESS_CHAIN.to_string()),
+            comment: Some("proxied traffic of a pod".to_string()),
+        });
     }
+    for f in Family::ALL {
+        rules.push(Rule {
+            matches: vec![Match::Addr {
+                field: AddrField::Daddr,
+                family: f,
+                set: Direction::Ingress.isolated_set(f),
+            }],
+            action: Action::Jump(INGRESS_CHAIN.to_string()),
+            comment: Some("proxied traffic to a pod".to_string()),
+        });
+    }
+    base(OUTPUT_CHAIN, Hook::Output, rules)
 }
 
 #[cfg(test)]

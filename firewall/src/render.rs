@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use nftables::expr::{
-    CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, Range, SetItem,
+    CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField,
+    Prefix, Range, SetItem,
 };
 use nftables::schema::{self, NfCmd, NfListObject, Nftables, SetFlag, SetType, SetTypeValue};
 use nftables::stmt::{self, JumpTarget, Operator, Statement};
@@ -36,6 +37,7 @@ pub fn to_nft_text(ruleset: &Ruleset) -> String {
         if let Some(b) = chain.base {
             let hook = match b.hook {
                 Hook::Forward => "forward",
+                Hook::Output => "output",
             };
             let policy = match b.policy {
                 ChainPolicy::Accept => "accept",
@@ -120,6 +122,7 @@ fn match_text(m: &Match) -> String {
                 addr_proto(*family)
             )
         }
+        Match::SourceIsLocal => "fib saddr type local".to_string(),
         Match::Icmp(types) => {
             let t: Vec<&str> = types.iter().map(|t| t.nft_name()).collect();
             format!("icmp type {{ {} }}", t.join(", "))
@@ -222,6 +225,14 @@ fn match_json(m: &Match) -> Statement<'static> {
                 payload("th", "dport"),
             ])),
             s(format!("@{set}")),
+            Operator::EQ,
+        ),
+        Match::SourceIsLocal => mat(
+            Expression::Named(NamedExpression::Fib(Fib {
+                result: FibResult::Type,
+                flags: HashSet::from([FibFlag::Saddr]),
+            })),
+            s("local"),
             Operator::EQ,
         ),
         Match::Icmp(types) => mat(
@@ -336,6 +347,7 @@ pub fn to_nftables_batch(ruleset: &Ruleset) -> Nftables<'static> {
             _type: chain.base.map(|_| NfChainType::Filter),
             hook: chain.base.map(|b| match b.hook {
                 Hook::Forward => NfHook::Forward,
+                Hook::Output => NfHook::Output,
             }),
             prio: chain.base.map(|b| b.priority),
             policy: chain.base.map(|b| match b.policy {

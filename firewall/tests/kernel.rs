@@ -335,6 +335,26 @@ fn bridged_traffic_matches_the_evaluator() {
     );
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 
+    // The node's own packets (hook output) pass `fib saddr type local` even with no node
+    // address configured; pods stay blocked.
+    let policies = load_policies("deny-all-both");
+    let built = build(
+        Input {
+            policies: &policies,
+            pods: &pods,
+            namespaces: &namespaces,
+        },
+        &Options::default(),
+    );
+    lab.load(&built.ruleset);
+    for f in Family::ALL {
+        let xa = pod_ip(0, 0, f);
+        for proto in [Protocol::Tcp, Protocol::Udp] {
+            assert!(reaches(&lab.node, proto, xa, 80), "node -> {xa} {proto}");
+            assert!(!reaches(&lab.pods[1], proto, xa, 80), "x/b -> {xa} {proto}");
+        }
+    }
+
     // Why br_netfilter matters: with it off, bridged traffic bypasses the inet forward hook.
     let policies = load_policies("deny-all-both");
     let built = build(

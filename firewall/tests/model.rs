@@ -369,3 +369,40 @@ fn comments_fit_nft_limit_for_longest_names() {
     }
     assert!(rs.sets.values().any(|s| s.comment.len() == 120));
 }
+
+#[test]
+fn output_hook_polices_proxied_traffic_but_not_the_node() {
+    use firewall::model::Hook;
+    use firewall::model::eval::allows_at;
+    for addressing in Addressing::ALL {
+        let rs = ruleset("ingress-ipblock-except", addressing);
+        let deny = ruleset("deny-all-both", addressing);
+        for f in addressing.families() {
+            let xa = pod_ip(0, 0, f);
+            let (inside, excepted, outside) = match f {
+                Family::Ipv4 => (ip("198.18.3.200"), ip("198.18.3.13"), ip("198.19.0.1")),
+                Family::Ipv6 => (
+                    ip("fd00:0:0:3::200"),
+                    ip("fd00:0:0:3::13"),
+                    ip("fd00:ff::1"),
+                ),
+            };
+            // External clients through a NodePort (source kept): ipBlock decides.
+            for (src, want) in [(inside, true), (excepted, false), (outside, false)] {
+                assert_eq!(
+                    allows_at(&rs, Hook::Output, src, xa, Protocol::Tcp, 80).unwrap(),
+                    want,
+                    "{src} -> {xa}"
+                );
+            }
+            // The node's own packets pass even towards a deny-all pod; a proxied pod's do not,
+            // in either direction.
+            for probe in PROBES {
+                let (p, port) = (probe.protocol, probe.port);
+                assert!(allows_at(&deny, Hook::Output, node(f), xa, p, port).unwrap());
+                assert!(!allows_at(&deny, Hook::Output, pod_ip(1, 0, f), xa, p, port).unwrap());
+                assert!(!allows_at(&deny, Hook::Output, xa, pod_ip(1, 0, f), p, port).unwrap());
+            }
+        }
+    }
+}

@@ -5,12 +5,13 @@
 //! pod, columns the destination pod, `X` allowed, `.` blocked. Each case runs in every pod
 //! addressing (IPv6-only, dual-stack with either family primary, IPv4-only), probing each family
 //! the pods have, and evaluates the *generated ruleset* (sets + chains) with the model's nftables
-//! interpreter. A probe selector is `all`, a protocol (`TCP`), or `TCP/80`; a `v4: ` / `v6: `
+//! interpreter, at the forward hook (pod traffic routed or bridged by the node) and at the output
+//! hook (the same connection as service traffic that IPVS forwards after DNAT). A probe selector is `all`, a protocol (`TCP`), or `TCP/80`; a `v4: ` / `v6: `
 //! prefix restricts an entry to one address family.
 
 mod support;
 
-use firewall::model::{Family, Input, Options, build};
+use firewall::model::{Family, Hook, Input, Options, build};
 use support::*;
 
 /// Runs one case; on failure prints, per addressing/family/probe, expected/observed/diff tables.
@@ -64,18 +65,20 @@ fn run_case(fixture: &str, expect: &[(&str, &str)]) {
                     1,
                     "{fixture}: {family:?} {probe} must be covered by exactly one table"
                 );
-                let observed = observe(&built.ruleset, family, probe);
-                checked += 81;
-                if let Some(report) = diff_report(entries[0], &observed) {
-                    failures.push(format!(
-                        "--- {fixture} {addressing:?} {family:?} {probe}\n{report}"
-                    ));
+                for hook in [Hook::Forward, Hook::Output] {
+                    let observed = observe_at(&built.ruleset, hook, family, probe);
+                    checked += 81;
+                    if let Some(report) = diff_report(entries[0], &observed) {
+                        failures.push(format!(
+                            "--- {fixture} {addressing:?} {family:?} {probe} {hook:?}\n{report}"
+                        ));
+                    }
                 }
             }
         }
     }
-    // 4 addressings: 1 + 2 + 2 + 1 family runs of 6 probes x 81 pairs.
-    assert_eq!(checked, 6 * 6 * 81);
+    // 4 addressings: 1 + 2 + 2 + 1 family runs of 6 probes x 2 hooks x 81 pairs.
+    assert_eq!(checked, 6 * 6 * 2 * 81);
     assert!(
         failures.is_empty(),
         "{} mismatching tables:\n{}",

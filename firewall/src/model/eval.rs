@@ -54,16 +54,26 @@ pub enum EvalError {
 
 const MAX_DEPTH: usize = 16;
 
-/// Evaluates the forward base chain for `packet`.
+/// Evaluates the forward base chain for `packet` (pod traffic routed or bridged by the node).
 pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Result<Verdict, EvalError> {
+    evaluate_at(ruleset, Hook::Forward, packet)
+}
+
+/// Evaluates the base chain on `hook`; a hook without a base chain accepts.
+pub fn evaluate_at(ruleset: &Ruleset, hook: Hook, packet: &Packet) -> Result<Verdict, EvalError> {
     if Family::of(&packet.src) != Family::of(&packet.dst) {
         return Err(EvalError::MixedFamilies(packet.src, packet.dst));
     }
-    let base = ruleset
+    let Some(base) = ruleset
         .chains
         .iter()
-        .find(|c| c.base.is_some_and(|b| b.hook == Hook::Forward))
-        .ok_or(EvalError::NoForwardChain)?;
+        .find(|c| c.base.is_some_and(|b| b.hook == hook))
+    else {
+        if hook == Hook::Forward {
+            return Err(EvalError::NoForwardChain);
+        }
+        return Ok(Verdict::Accept);
+    };
     match run_chain(ruleset, base, packet, 0)? {
         Some(v) => Ok(v),
         None => Ok(match base.base.map(|b| b.policy) {
@@ -73,9 +83,22 @@ pub fn evaluate(ruleset: &Ruleset, packet: &Packet) -> Result<Verdict, EvalError
     }
 }
 
-/// Whether a new connection `src -> dst` on `protocol`/`port` is let through.
+/// Whether a new connection `src -> dst` on `protocol`/`port` is let through (forward hook).
 pub fn allows(
     ruleset: &Ruleset,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> Result<bool, EvalError> {
+    allows_at(ruleset, Hook::Forward, src, dst, protocol, port)
+}
+
+/// [`allows`] on a given hook: `Hook::Output` is the path of service traffic that IPVS
+/// forwards from the node after DNAT (source: the client pod, destination: the backend pod).
+pub fn allows_at(
+    ruleset: &Ruleset,
+    hook: Hook,
     src: IpAddr,
     dst: IpAddr,
     protocol: Protocol,
@@ -90,7 +113,7 @@ pub fn allows(
             dport: port,
         },
     };
-    Ok(evaluate(ruleset, &packet)? == Verdict::Accept)
+    Ok(evaluate_at(ruleset, hook, &packet)? == Verdict::Accept)
 }
 
 /// `Some(verdict)` ends evaluation; `None` returns to the caller (or falls off the chain).
@@ -193,6 +216,12 @@ fn matches(ruleset: &Ruleset, m: &Match, p: &Packet) -> Result<bool, EvalError> 
                     .contains(&SetElement::AddrProtoPort(p.dst, protocol, dport)),
                 _ => false,
             }
+        }
+        Match::SourceIsLocal => {
+            let set = super::node_set(family);
+            lookup(ruleset, &set, family, &[SetKind::Addr])?
+                .elements
+                .contains(&SetElement::Addr(p.src))
         }
         Match::Icmp(types) => match p.transport {
             Transport::Icmp { icmp_type } if family == Family::Ipv4 => {

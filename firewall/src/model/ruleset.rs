@@ -226,6 +226,10 @@ pub enum Match {
     DestPort { first: u16, last: u16 },
     /// `ip daddr . meta l4proto . th dport @set`: named ports resolved per destination pod.
     NamedPort { family: Family, set: String },
+    /// `fib saddr type local`: the source is one of the node's own addresses (any interface), i.e.
+    /// the packet was sent by the node itself. Kernel state, not ruleset state: the evaluator
+    /// takes the node's addresses from the `node_v4`/`node_v6` sets.
+    SourceIsLocal,
     /// `icmp type { ... }` (IPv4 only).
     Icmp(BTreeSet<IcmpType>),
     /// `icmpv6 type { ... }` (IPv6 only).
@@ -265,7 +269,10 @@ pub struct Rule {
 /// Netfilter hooks fairlead attaches to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
+    /// Routed and (with br_netfilter) bridged pod traffic.
     Forward,
+    /// Locally sent packets: pod traffic that a local proxy (IPVS) forwards after DNAT.
+    Output,
 }
 
 /// Default verdict of a base chain.

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use firewall::model::eval::allows;
-use firewall::model::{Family, Protocol, Ruleset};
+use firewall::model::eval::allows_at;
+use firewall::model::{Family, Hook, Protocol, Ruleset};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, Namespace, Pod, PodIP, PodSpec, PodStatus,
 };
@@ -278,14 +278,19 @@ pub fn format_table(m: &Matrix, mark: impl Fn(usize, usize) -> Option<char>) -> 
     s
 }
 
-/// Evaluates the generated ruleset for every pod pair of one family and probe.
+/// Evaluates the generated ruleset at the forward hook for every pod pair of one family and probe.
 pub fn observe(ruleset: &Ruleset, family: Family, probe: Probe) -> Matrix {
+    observe_at(ruleset, Hook::Forward, family, probe)
+}
+
+/// [`observe`] at a given hook (`Output`: service traffic forwarded by IPVS after DNAT).
+pub fn observe_at(ruleset: &Ruleset, hook: Hook, family: Family, probe: Probe) -> Matrix {
     let mut m = [[false; 9]; 9];
     for (from, row) in m.iter_mut().enumerate() {
         for (to, cell) in row.iter_mut().enumerate() {
             let src = pod_ip(from / 3, from % 3, family);
             let dst = pod_ip(to / 3, to % 3, family);
-            *cell = allows(ruleset, src, dst, probe.protocol, probe.port)
+            *cell = allows_at(ruleset, hook, src, dst, probe.protocol, probe.port)
                 .unwrap_or_else(|e| panic!("evaluating {src} -> {dst} {probe}: {e}"));
         }
     }
