@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgAction;
 
-use crate::source::Kind;
+use cluster::Kind;
 
 /// `fairlead run` flags as given (argv or `FAIRLEAD_*` environment variables).
 #[derive(Clone, Debug, clap::Args)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Parser};
 
 use super::{Controllers, FlagError, LogFormat, RunArgs, RunFlags, SourceArgs};
-use crate::source::Kind;
+use cluster::Kind;
 
 #[derive(Debug, Parser)]
 struct TestCli {

@@ -1,4 +1,4 @@
-//! The cluster source: Kubernetes objects (from the API server or a directory) into reflector stores.
+//! cluster: Kubernetes objects (from the API server or a directory of YAML) into kube-rs reflector stores.
 //!
 //! Brief overview:
 //! - [`ClusterStores`]: one kube-rs [`Store`](kube::runtime::reflector::Store) per [`Kind`] (cloneable
