@@ -8,6 +8,7 @@ pub mod client;
 pub mod convert;
 pub mod proto;
 pub mod server;
+pub mod speaker_impl;
 pub mod table;
 
 pub use backend::{
@@ -17,3 +18,4 @@ pub use backend::{
     filter_destinations,
 };
 pub use server::{ApiServeError, ApiServer, DEFAULT_API_PORT};
+pub use speaker_impl::SpeakerBackend;
