@@ -4,6 +4,8 @@
 //! `bgpd::api::table` (GoBGP's layouts) or, with `-j`, JSON shaped like `gobgp -j`.
 
 mod json;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
@@ -244,9 +246,8 @@ fn call_error(opts: &CliOptions, e: ClientError) -> anyhow::Error {
             s.message()
         ),
         ClientError::Status(s) => anyhow!("{}", s.message()),
-        other => {
-            anyhow::Error::new(other).context(format!("fairlead's API at {}", opts.api_address))
-        }
+        e @ ClientError::NeighborNotFound(_) => anyhow!("{e}"),
+        other => anyhow!("{other} (fairlead's API at {})", opts.api_address),
     }
 }
 
