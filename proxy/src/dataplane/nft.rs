@@ -441,7 +441,10 @@ mod tests {
         // and the one masquerade-by-mark rule.
         assert_eq!(nft.objects.len(), 3 + 12 + 4 + (2 * 4 + 2) + 1);
         let text = doc.to_string();
-        assert!(text.contains(r#""concat":["198.18.1.1","tcp",30081]"#) == false);
+        assert!(
+            !text.contains(r#""concat":["198.18.1.1","tcp",30081]"#),
+            "the NodePort of an externalTrafficPolicy Local service is not masqueraded: {text}"
+        );
         assert!(
             text.contains(r#""concat":["fd00:0:0:1::1","tcp",30080]"#),
             "{text}"

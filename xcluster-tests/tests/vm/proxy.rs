@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use xcluster_tests::{AddressPlan, Family, Pod, Topology, TopologyBuilder, exec_i
 use crate::support::{require_vm, run};
 
 const BACKEND_PORT: u16 = 8080;
+const UDP_BACKEND_PORT: u16 = 5353;
+const UDP_SERVICE_PORT: u16 = 53;
+/// The client's fixed UDP source port: its datagrams form one flow (one conntrack entry, one IPVS connection).
+const UDP_CLIENT_PORT: u16 = 40053;
 const SERVICE_PORT: u16 = 80;
 const NODE_PORT: u16 = 30080;
 /// A port nothing serves on a VIP; the node itself listens on it, so only the reject rule can refuse it.
@@ -113,16 +117,19 @@ fn spread(netns: &str, to: SocketAddr, n: usize) -> (BTreeMap<String, usize>, BT
     (names, peers)
 }
 
+/// Work for the controller's thread.
+type Job = Box<dyn FnOnce(&mut Option<ProxyController>) + Send>;
+
 /// The controller, living on a thread inside the node's namespace; jobs run there one at a time.
 struct ProxyThread {
-    jobs: Option<mpsc::Sender<Box<dyn FnOnce(&mut Option<ProxyController>) + Send>>>,
+    jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ProxyThread {
     fn start(netns: &str) -> Self {
         let path = format!("/run/netns/{netns}");
-        let (tx, rx) = mpsc::channel::<Box<dyn FnOnce(&mut Option<ProxyController>) + Send>>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::spawn(move || {
             let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -233,6 +240,17 @@ impl Cluster {
                     ],
                 )
                 .expect("start socat");
+            topo.guard()
+                .spawn_in(
+                    &pod.netns,
+                    &format!("{name}-udp"),
+                    "socat",
+                    &[
+                        &format!("UDP6-RECVFROM:{UDP_BACKEND_PORT},fork,ipv6only=0"),
+                        &format!("SYSTEM:echo {name}"),
+                    ],
+                )
+                .expect("start socat (UDP)");
             pods.push((name, pod));
         }
         let client = topo.add_pod(&node, &conflist).expect("client pod");
@@ -293,7 +311,9 @@ impl Cluster {
                 "ipFamilyPolicy": if families.len() == 2 { "RequireDualStack" } else { "SingleStack" },
                 "externalTrafficPolicy": "Cluster",
                 "ports": [{"name": "http", "protocol": "TCP", "port": SERVICE_PORT,
-                           "targetPort": BACKEND_PORT, "nodePort": NODE_PORT}],
+                           "targetPort": BACKEND_PORT, "nodePort": NODE_PORT},
+                          {"name": "dns", "protocol": "UDP", "port": UDP_SERVICE_PORT,
+                           "targetPort": UDP_BACKEND_PORT}],
             },
         }))
         .expect("Service")
@@ -325,7 +345,8 @@ impl Cluster {
                                  "labels": {"kubernetes.io/service-name": "web"}},
                     "addressType": family_name(family),
                     "endpoints": endpoints,
-                    "ports": [{"name": "http", "protocol": "TCP", "port": BACKEND_PORT}],
+                    "ports": [{"name": "http", "protocol": "TCP", "port": BACKEND_PORT},
+                              {"name": "dns", "protocol": "UDP", "port": UDP_BACKEND_PORT}],
                 }))
                 .expect("EndpointSlice")
             })
@@ -359,7 +380,7 @@ impl Cluster {
             .expect("node address")
     }
 
-    /// The destinations of the ClusterIP virtual server of `family` with their weights, as `ipvsadm` prints them.
+    /// The node's IPVS table as `ipvsadm -Ln` prints it.
     fn ipvsadm(&self) -> String {
         exec_in(&self.node_netns, &["ipvsadm", "-Ln"]).expect("ipvsadm -Ln")
     }
@@ -507,6 +528,37 @@ fn traffic(plan: AddressPlan) {
             );
         }
 
+        // ClusterIP from off-cluster (the router, given a route to the service CIDR): masqueraded.
+        let route = service_cidr(family).to_string();
+        exec_in(
+            &router.netns,
+            &[
+                "ip",
+                "route",
+                "replace",
+                &route,
+                "via",
+                &node_ip.to_string(),
+            ],
+        )
+        .expect("router route to the service CIDR");
+        let (seen, peers) = spread(&router.netns, SocketAddr::new(vip, SERVICE_PORT), 3);
+        assert_eq!(
+            seen.len(),
+            3,
+            "{family:?} ClusterIP from the router: {seen:?}"
+        );
+        for p in &peers {
+            assert_ne!(
+                *p, router_ip,
+                "off-cluster traffic to a ClusterIP must be masqueraded"
+            );
+            assert!(
+                has_address(&node, *p),
+                "ClusterIP peer {p} is not a node address"
+            );
+        }
+
         // Unused port on the VIP: refused by the reject rule although the node listens on it (the node's own
         // address answers, so the listener is there).
         let own_answer = Conn::open(
@@ -646,6 +698,115 @@ fn drain_and_restart(plan: AddressPlan) {
         seen.contains_key(&drained),
         "{drained} is not back: {seen:?}"
     );
+}
+
+/// Asks the UDP service once from the client's fixed source port; returns the backend name.
+fn udp_ask(socket: &UdpSocket, to: SocketAddr) -> std::io::Result<String> {
+    socket.send_to(b"who\n", to)?;
+    let mut buf = [0u8; 128];
+    let (n, from) = socket.recv_from(&mut buf)?;
+    if from != to {
+        return Err(std::io::Error::other(format!(
+            "answer from {from}, asked {to}"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
+}
+
+/// A UDP flow sticks to its backend; when that backend is removed its destination is deleted at once and the
+/// flow's conntrack entry is flushed, so the next datagram of the same flow reaches a remaining backend.
+fn udp_flush(plan: AddressPlan) {
+    let cluster = Cluster::new(plan, 2);
+    cluster.sync(&cluster.all_backends());
+    for &family in plan.families() {
+        let vip = SocketAddr::new(cluster_ip(family), UDP_SERVICE_PORT);
+        let bind = match family {
+            Family::V6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), UDP_CLIENT_PORT),
+            Family::V4 => {
+                SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), UDP_CLIENT_PORT)
+            }
+        };
+        let socket = in_netns(&cluster.client.netns, move || UdpSocket::bind(bind))
+            .expect("client UDP socket");
+        socket.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let first = udp_ask(&socket, vip).expect("UDP answer");
+        for _ in 0..3 {
+            assert_eq!(
+                udp_ask(&socket, vip).expect("UDP answer"),
+                first,
+                "a UDP flow must stick to its backend"
+            );
+        }
+        let rest: Vec<&str> = cluster
+            .all_backends()
+            .into_iter()
+            .filter(|n| *n != first)
+            .collect();
+        let removed = cluster.sync(&rest);
+        assert!(
+            removed.report.errors.is_empty(),
+            "{:?}",
+            removed.report.errors
+        );
+        let table = cluster.ipvsadm();
+        let first_ip = cluster
+            .backends
+            .iter()
+            .find(|(n, _)| *n == first)
+            .and_then(|(_, p)| p.ip(family))
+            .expect("backend address");
+        assert!(
+            !table.contains(&SocketAddr::new(first_ip, UDP_BACKEND_PORT).to_string()),
+            "UDP destination not deleted at once:\n{table}"
+        );
+        // The flow's conntrack entry towards the removed endpoint is gone (flushed by fairlead, or already by
+        // the kernel: with expire_nodest_conn=1, Linux >= 5.9 expires a deleted destination's connections and
+        // their conntrack entries itself).
+        let family_arg = match family {
+            Family::V6 => "ipv6",
+            Family::V4 => "ipv4",
+        };
+        let left = exec_in(
+            &cluster.node_netns,
+            &[
+                "conntrack",
+                "-L",
+                "-f",
+                family_arg,
+                "-p",
+                "udp",
+                "--reply-src",
+                &first_ip.to_string(),
+            ],
+        )
+        .expect("conntrack -L");
+        assert!(
+            left.trim().is_empty(),
+            "conntrack entries towards {first} left: {left}"
+        );
+        let after = udp_ask(&socket, vip).expect("UDP answer after the flush");
+        assert_ne!(after, first, "the flow still reaches the removed backend");
+        // Back to all backends for the next family.
+        cluster.sync(&cluster.all_backends());
+    }
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn udp_flush_ipv6_only() {
+    udp_flush(AddressPlan::Ipv6Only);
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn udp_flush_dual_stack_v6_primary() {
+    udp_flush(AddressPlan::DualStackV6Primary);
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn udp_flush_ipv4_only() {
+    udp_flush(AddressPlan::Ipv4Only);
 }
 
 #[test]
