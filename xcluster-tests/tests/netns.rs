@@ -12,3 +12,11 @@ mod guard;
 /// Real BGP daemons (BIRD, GoBGP, FRR): each starts and answers its CLI; pairs of them peer.
 #[path = "netns/bgp.rs"]
 mod bgp;
+
+/// The standalone `bgpd` binary: config, state dumps, start/reload helpers (finds `target/<profile>/bgpd`).
+#[path = "netns/bgpd_common.rs"]
+mod bgpd_common;
+
+/// The `bgpd` binary against BIRD and FRR: both families, eBGP/iBGP, route reflector, SIGHUP reloads.
+#[path = "netns/bgpd_interop.rs"]
+mod bgpd_interop;
