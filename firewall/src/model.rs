@@ -238,6 +238,7 @@ pub fn build(input: Input<'_>, options: &Options) -> Built {
         pods: &pods,
         namespaces: &namespaces,
         named_port_sets: BTreeMap::new(),
+        selector_sets: BTreeMap::new(),
     };
     let ruleset = b.ruleset(&policies, options);
     Built { ruleset, skipped }
@@ -517,6 +518,18 @@ struct Builder<'a> {
     namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
     /// Port name -> set name prefix.
     named_port_sets: BTreeMap<String, String>,
+    /// Pod selection -> set name prefix: equal selections share one pair of sets.
+    selector_sets: BTreeMap<PodSelection, String>,
+}
+
+/// Which pods a podSelector (and namespace scope) selects; the key of a shared pod-address set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PodSelection {
+    /// Pods of one namespace matching the selector (a policy's podSelector, or a peer without
+    /// namespaceSelector).
+    InNamespace(String, Selector),
+    /// Pods matching the second selector in namespaces matching the first.
+    InNamespaces(Selector, Selector),
 }
 
 /// One alternative of a rule's peer list, per family: the set to match, or none (any address).
@@ -550,20 +563,10 @@ impl Builder<'_> {
         let mut ingress = Vec::new();
         let mut egress = Vec::new();
         for (i, policy) in policies.iter().enumerate() {
-            let target = format!("p{i}_tgt");
-            let selected: Vec<&PodView> = self
-                .pods
-                .iter()
-                .filter(|p| p.namespace == policy.namespace && policy.target.matches(&p.labels))
-                .collect();
-            for f in Family::ALL {
-                let set = self.pod_set(
-                    f,
-                    format!("{}/{} podSelector", policy.namespace, policy.name),
-                    &selected,
-                );
-                self.add_set(format!("{target}_{}", f.suffix()), set);
-            }
+            let target = self.selection_sets(PodSelection::InNamespace(
+                policy.namespace.clone(),
+                policy.target.clone(),
+            ));
             for (d, rules) in &policy.directions {
                 for f in Family::ALL {
                     let elements = self.sets[&format!("{target}_{}", f.suffix())]
@@ -586,7 +589,7 @@ impl Builder<'_> {
                         policy.name,
                         d.short()
                     ));
-                    self.rules(i, policy, *d, r, rule, comment, out);
+                    self.rules(i, policy, *d, &target, r, rule, comment, out);
                 }
             }
         }
@@ -626,18 +629,19 @@ impl Builder<'_> {
 
     #[allow(clippy::too_many_arguments)]
     /// Set and rule names are derived from the policy's index `i` (policies are sorted by
-    /// namespace/name), so they depend on policies only, never on pods.
+    /// namespace/name) and from selections, so they depend on policies only, never on pods.
+    #[allow(clippy::too_many_arguments)]
     fn rules(
         &mut self,
         i: usize,
         policy: &Policy,
         d: Direction,
+        target: &str,
         r: usize,
         rule: &PolicyRule,
         comment: String,
         out: &mut Vec<Rule>,
     ) {
-        let target = format!("p{i}_tgt");
         let action = match d {
             Direction::Ingress => Action::Accept,
             Direction::Egress => Action::Return,
@@ -653,25 +657,17 @@ impl Builder<'_> {
             let base = format!("p{i}_{}{r}_peer{k}", d.short());
             match peer {
                 Peer::Pods { namespaces, pods } => {
-                    let members: Vec<&PodView> = self
-                        .pods
-                        .iter()
-                        .filter(|p| {
-                            let ns_ok = match namespaces {
-                                NamespaceScope::Own => p.namespace == policy.namespace,
-                                NamespaceScope::Selected(sel) => self
-                                    .namespaces
-                                    .get(&p.namespace)
-                                    .is_some_and(|l| sel.matches(l)),
-                            };
-                            ns_ok && pods.matches(&p.labels)
-                        })
-                        .collect();
+                    let selection = match namespaces {
+                        NamespaceScope::Own => {
+                            PodSelection::InNamespace(policy.namespace.clone(), pods.clone())
+                        }
+                        NamespaceScope::Selected(ns) => {
+                            PodSelection::InNamespaces(ns.clone(), pods.clone())
+                        }
+                    };
+                    let prefix = self.selection_sets(selection);
                     for f in Family::ALL {
-                        let name = format!("{base}_{}", f.suffix());
-                        let set = self.pod_set(f, format!("{comment} peer {k}"), &members);
-                        self.add_set(name.clone(), set);
-                        peers.push((f, PeerMatch::Set(name)));
+                        peers.push((f, PeerMatch::Set(format!("{prefix}_{}", f.suffix()))));
                     }
                 }
                 Peer::Block { family, nets } => {
@@ -732,6 +728,43 @@ impl Builder<'_> {
                 });
             }
         }
+    }
+
+    /// The pair of address sets (`<prefix>_v4`, `<prefix>_v6`) of a pod selection, created on
+    /// first use and shared by every policy that selects the same pods the same way.
+    fn selection_sets(&mut self, selection: PodSelection) -> String {
+        if let Some(prefix) = self.selector_sets.get(&selection) {
+            return prefix.clone();
+        }
+        let comment = match &selection {
+            PodSelection::InNamespace(ns, sel) => format!("pods in {ns} where {sel}"),
+            PodSelection::InNamespaces(ns_sel, sel) if sel.requirements.is_empty() => {
+                format!("pods in namespaces where {ns_sel}")
+            }
+            PodSelection::InNamespaces(ns_sel, sel) => {
+                format!("pods where {sel} in namespaces where {ns_sel}")
+            }
+        };
+        let prefix = format!("sel{}", self.selector_sets.len());
+        let members: Vec<&PodView> = self
+            .pods
+            .iter()
+            .filter(|p| match &selection {
+                PodSelection::InNamespace(ns, sel) => p.namespace == *ns && sel.matches(&p.labels),
+                PodSelection::InNamespaces(ns_sel, sel) => {
+                    self.namespaces
+                        .get(&p.namespace)
+                        .is_some_and(|l| ns_sel.matches(l))
+                        && sel.matches(&p.labels)
+                }
+            })
+            .collect();
+        for f in Family::ALL {
+            let set = self.pod_set(f, comment.clone(), &members);
+            self.add_set(format!("{prefix}_{}", f.suffix()), set);
+        }
+        self.selector_sets.insert(selection, prefix.clone());
+        prefix
     }
 
     /// The set of (pod IP, protocol, port) for every pod that has a container port `name`.

@@ -406,3 +406,39 @@ fn output_hook_polices_proxied_traffic_but_not_the_node() {
         }
     }
 }
+
+#[test]
+fn equal_selections_share_one_pair_of_sets() {
+    // matchLabels {pod: a} and matchExpressions pod In [a] select the same pods the same way;
+    // a peer with only a podSelector in the policy's namespace is the same selection too.
+    let policies: Vec<NetworkPolicy> = [
+        "metadata: {name: p1, namespace: x}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  \
+         policyTypes: [Ingress]\n",
+        "metadata: {name: p2, namespace: x}\nspec:\n  podSelector:\n    matchExpressions: \
+         [{key: pod, operator: In, values: [a]}]\n  ingress:\n  - from: [{podSelector: \
+         {matchLabels: {pod: a}}}]\n",
+        "metadata: {name: p3, namespace: y}\nspec:\n  podSelector: {matchLabels: {pod: a}}\n  \
+         policyTypes: [Ingress]\n",
+    ]
+    .iter()
+    .map(|y| policy(y))
+    .collect();
+    let built = build_with(
+        &policies,
+        &pods(Addressing::DualStackIpv6Primary),
+        &Options::default(),
+    );
+    assert!(built.skipped.is_empty(), "{:?}", built.skipped);
+    let selection_sets: Vec<&String> = built
+        .ruleset
+        .sets
+        .keys()
+        .filter(|k| k.starts_with("sel"))
+        .collect();
+    // x/a (three uses) and y/a: two selections, one set per family each.
+    assert_eq!(selection_sets.len(), 4, "{selection_sets:?}");
+    assert_eq!(
+        built.ruleset.sets["sel0_v6"].comment,
+        "pods in x where pod=a"
+    );
+}

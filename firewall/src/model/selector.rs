@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::ModelError;
 
 /// One requirement of a selector; all must hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Requirement {
     In(String, Vec<String>),
     NotIn(String, Vec<String>),
@@ -15,8 +15,9 @@ pub enum Requirement {
     DoesNotExist(String),
 }
 
-/// A validated label selector. The empty selector matches everything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A validated label selector in canonical form (requirements and values sorted), so equal
+/// selectors compare equal. The empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Selector {
     pub requirements: Vec<Requirement>,
 }
@@ -29,7 +30,9 @@ impl Selector {
             requirements.push(Requirement::In(k.clone(), vec![v.clone()]));
         }
         for expr in sel.match_expressions.iter().flatten() {
-            let values = expr.values.clone().unwrap_or_default();
+            let mut values = expr.values.clone().unwrap_or_default();
+            values.sort();
+            values.dedup();
             let key = expr.key.clone();
             let req = match expr.operator.as_str() {
                 "In" | "NotIn" if values.is_empty() => {
@@ -56,6 +59,8 @@ impl Selector {
             };
             requirements.push(req);
         }
+        requirements.sort();
+        requirements.dedup();
         Ok(Selector { requirements })
     }
 
@@ -67,6 +72,27 @@ impl Selector {
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::DoesNotExist(k) => !labels.contains_key(k),
         })
+    }
+}
+
+/// kubectl's selector syntax (`pod=a,ns in (x,y),!team`); `any` for the empty selector.
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.requirements.is_empty() {
+            return f.write_str("any");
+        }
+        let parts: Vec<String> = self
+            .requirements
+            .iter()
+            .map(|r| match r {
+                Requirement::In(k, vs) if vs.len() == 1 => format!("{k}={}", vs[0]),
+                Requirement::In(k, vs) => format!("{k} in ({})", vs.join(",")),
+                Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.join(",")),
+                Requirement::Exists(k) => k.clone(),
+                Requirement::DoesNotExist(k) => format!("!{k}"),
+            })
+            .collect();
+        f.write_str(&parts.join(","))
     }
 }
 
