@@ -379,7 +379,7 @@ fn check_cli(cli: &Cli, t0: u64, b: &MemoryBackend) {
 
     // The detailed view reads state, timers and counters.
     let (out, _, _) = cli.ok(&["neighbor", "198.18.0.2"]);
-    assert!(out.starts_with("BGP neighbor is 198.18.0.2, remote AS 65002\n  BGP version 4, remote router ID 198.18.0.2\n  BGP state = ESTABLISHED, up for 01:05:0"), "{out}");
+    assert!(out.starts_with("BGP neighbor is 198.18.0.2, remote AS 65002\n  BGP version 4, remote router ID 198.18.0.2\n  BGP state = ESTABLISHED, up for 01:05:"), "{out}");
     assert!(
         out.contains("  Configured hold time is 90, keepalive interval is 30 seconds\n"),
         "{out}"
