@@ -47,7 +47,11 @@ impl PeerHandle {
                     .and_then(|a| a.parse().ok())
             }
             PeerHandle::Frr(f) => {
-                let afi = if prefix.addr().is_ipv6() { "ipv6" } else { "ipv4" };
+                let afi = if prefix.addr().is_ipv6() {
+                    "ipv6"
+                } else {
+                    "ipv4"
+                };
                 let out = f
                     .vtysh(&format!("show bgp {afi} unicast {prefix} json"))
                     .ok()?;
@@ -185,7 +189,12 @@ fn peer_spec(plan: AddressPlan, me: &Router, asn: u32, to: &Router, to_asn: u32)
     s
 }
 
-fn bgpd_config(plan: AddressPlan, me: &Router, asn: u32, neighbors: Vec<BgpdNeighbor>) -> BgpdConfig {
+fn bgpd_config(
+    plan: AddressPlan,
+    me: &Router,
+    asn: u32,
+    neighbors: Vec<BgpdNeighbor>,
+) -> BgpdConfig {
     BgpdConfig {
         asn,
         router_id: me.router_id,
@@ -226,7 +235,11 @@ fn interop(peer: Peer, plan: AddressPlan, ibgp: bool) {
     for prefix in prefixes(plan, r2.index) {
         let want = expected_next_hop(plan, r2, &prefix);
         let best = bgpd.wait_best(g, prefix, "learned from the peer", |b| b.is_some());
-        assert_eq!(best.as_ref().and_then(|b| b.next_hop), Some(want), "{peer:?} {plan:?}: {prefix}");
+        assert_eq!(
+            best.as_ref().and_then(|b| b.next_hop),
+            Some(want),
+            "{peer:?} {plan:?}: {prefix}"
+        );
         assert_eq!(best.and_then(|b| b.from), Some(session));
     }
     // bgpd's routes at the peer, with bgpd's next hop of the right family.
@@ -389,7 +402,11 @@ fn bird_since(b: &PeerHandle, proto: &str) -> String {
         .lines()
         .find(|l| l.starts_with(proto))
         .unwrap_or_else(|| panic!("{proto} missing: {out}"));
-    line.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" ")
+    line.split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// SIGHUP adds a neighbour (r3) without touching the session with r2; a bad config on reload is refused and
@@ -407,12 +424,24 @@ fn sighup(plan: AddressPlan) {
     );
     let config = bgpd_config(plan, r1, 65001, vec![bgpd_neighbor(plan, r1, r2, 65002)]);
     let mut bgpd = Bgpd::start(g, &r1.netns, "bgpd-r1", &config);
-    let b2 = start_peer(&topo, Peer::Bird, r2, &peer_spec(plan, r2, 65002, r1, 65001));
+    let b2 = start_peer(
+        &topo,
+        Peer::Bird,
+        r2,
+        &peer_spec(plan, r2, 65002, r1, 65001),
+    );
     // r3 runs (the guard owns it) and is only observed through bgpd.
-    let _b3 = start_peer(&topo, Peer::Bird, r3, &peer_spec(plan, r3, 65003, r1, 65001));
+    let _b3 = start_peer(
+        &topo,
+        Peer::Bird,
+        r3,
+        &peer_spec(plan, r3, 65003, r1, 65001),
+    );
     let (s2, s3) = (addr(r2, plan.primary()), addr(r3, plan.primary()));
     bgpd.wait_established(g, s2);
-    b2.speaker().wait_established(addr(r1, plan.primary()), SESSION_TIMEOUT).unwrap();
+    b2.speaker()
+        .wait_established(addr(r1, plan.primary()), SESSION_TIMEOUT)
+        .unwrap();
     let since2 = bird_since(&b2, "peer1");
     let before = bgpd.neighbor(g, s2).unwrap();
     let t0 = Instant::now();
@@ -428,14 +457,22 @@ fn sighup(plan: AddressPlan) {
         b2.speaker().wait_route(prefix, ROUTE_TIMEOUT).unwrap();
     }
     let after = bgpd.neighbor(g, s2).unwrap();
-    assert_eq!((after.state.as_str(), after.flaps), ("Established", 0), "{after:?}");
+    assert_eq!(
+        (after.state.as_str(), after.flaps),
+        ("Established", 0),
+        "{after:?}"
+    );
     let elapsed = t0.elapsed().as_secs_f64();
     // The same session: its age grew by the time that passed (not reset to near zero).
     assert!(
         after.established_secs.unwrap() + 0.5 >= before.established_secs.unwrap() + elapsed,
         "{before:?} -> {after:?} after {elapsed} s"
     );
-    assert_eq!(bird_since(&b2, "peer1"), since2, "BIRD saw the session with bgpd restart");
+    assert_eq!(
+        bird_since(&b2, "peer1"),
+        since2,
+        "BIRD saw the session with bgpd restart"
+    );
 
     // A bad config is refused: bgpd keeps running with the old one.
     bgpd.reload_with("[global]\nasn = 0\n");
@@ -443,7 +480,11 @@ fn sighup(plan: AddressPlan) {
     assert!(bgpd.alive(), "bgpd exited on a bad config");
     for s in [s2, s3] {
         let n = bgpd.neighbor(g, s).unwrap();
-        assert_eq!((n.state.as_str(), n.flaps), ("Established", 0), "{s}: {n:?}");
+        assert_eq!(
+            (n.state.as_str(), n.flaps),
+            ("Established", 0),
+            "{s}: {n:?}"
+        );
     }
     assert!(
         g.log(&bgpd.label).contains("reload refused"),
@@ -457,11 +498,16 @@ fn sighup(plan: AddressPlan) {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    wait_until("bgpd exits on SIGTERM", Duration::from_secs(5), Duration::from_millis(50), || {
-        !bgpd.alive() || is_zombie(bgpd.pid)
-    })
+    wait_until(
+        "bgpd exits on SIGTERM",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || !bgpd.alive() || is_zombie(bgpd.pid),
+    )
     .unwrap();
-    let PeerHandle::Bird(b) = &b2 else { unreachable!() };
+    let PeerHandle::Bird(b) = &b2 else {
+        unreachable!()
+    };
     wait_until(
         "BIRD r2 received a Cease",
         Duration::from_secs(3),
@@ -471,12 +517,21 @@ fn sighup(plan: AddressPlan) {
                 .is_ok_and(|o| o.contains("Received:"))
         },
     )
-    .unwrap_or_else(|e| panic!("{e}: {}", b.birdc(&["show", "protocols", "all", "peer1"]).unwrap()));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}",
+            b.birdc(&["show", "protocols", "all", "peer1"]).unwrap()
+        )
+    });
 }
 
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
