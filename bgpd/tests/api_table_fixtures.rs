@@ -17,6 +17,9 @@ const FIXTURES: &[(&str, &str)] = &[
     ("global_rib_ipv6_prefix", "rib_global"),
     ("adj_in_ipv4", "rib_adj_in"),
     ("adj_out_ipv6", "rib_adj_out"),
+    ("neighbor_detail_v6", "detail"),
+    ("adj_in_ipv6", "rib_adj_in"),
+    ("adj_out_ipv4", "rib_adj_out"),
 ];
 
 #[test]

@@ -323,7 +323,36 @@ fn table_renderer_matches_gobgp_against_real_gobgpd() {
                 view: RibView::ADJ_OUT,
             },
         ),
+        (
+            "neighbor_detail_v6",
+            vec!["neighbor", "fd00:1::2"],
+            Query::Detail("fd00:1::2"),
+        ),
+        (
+            "adj_in_ipv6",
+            vec!["neighbor", "fd00:1::2", "adj-in"],
+            Query::Paths {
+                table: 2,
+                name: "fd00:1::2",
+                afi: bgpd::packet::Afi::Ipv6,
+                prefix: None,
+                view: RibView::ADJ_IN,
+            },
+        ),
+        (
+            "adj_out_ipv4",
+            vec!["neighbor", "198.18.0.2", "adj-out"],
+            Query::Paths {
+                table: 3,
+                name: "198.18.0.2",
+                afi: bgpd::packet::Afi::Ipv4,
+                prefix: None,
+                view: RibView::ADJ_OUT,
+            },
+        ),
     ];
+    // Let uptimes and ages tick so the time columns are not all zero.
+    std::thread::sleep(Duration::from_secs(3));
     let update = std::env::var_os("FAIRLEAD_UPDATE_FIXTURES").is_some();
     for (name, args, query) in &cases {
         let mut last = String::new();
