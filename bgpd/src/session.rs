@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -233,9 +234,18 @@ pub struct SessionHandle {
     peer: PeerKey,
     tx: mpsc::UnboundedSender<SessionCommand>,
     task: JoinHandle<()>,
+    stats: Arc<Stats>,
 }
 
 impl SessionHandle {
+    /// Messages sent and received so far.
+    pub fn stats(&self) -> MessageStats {
+        MessageStats {
+            sent: self.stats.sent.snapshot(),
+            received: self.stats.received.snapshot(),
+        }
+    }
+
     pub fn peer(&self) -> PeerKey {
         self.peer
     }
@@ -266,7 +276,9 @@ pub fn spawn(config: SessionConfig, events: mpsc::UnboundedSender<PeerEvent>) ->
         Fsm::new(config.fsm.clone(), random_jitter()),
         ConnectionOrigin::Outgoing,
     );
+    let stats = Arc::new(Stats::default());
     let driver = Driver {
+        stats: stats.clone(),
         config,
         peer,
         events,
@@ -278,7 +290,12 @@ pub fn spawn(config: SessionConfig, events: mpsc::UnboundedSender<PeerEvent>) ->
         secondary_established: None,
     };
     let task = tokio::spawn(driver.run(rx, irx));
-    SessionHandle { peer, tx, task }
+    SessionHandle {
+        peer,
+        tx,
+        task,
+        stats,
+    }
 }
 
 /// Messages from the helper tasks of a connection to the session task.
@@ -362,6 +379,7 @@ enum Which {
 }
 
 struct Driver {
+    stats: Arc<Stats>,
     config: SessionConfig,
     peer: PeerKey,
     events: mpsc::UnboundedSender<PeerEvent>,
@@ -537,13 +555,8 @@ impl Driver {
 
     async fn shutdown(&mut self) {
         if let Some(mut s) = self.secondary.take() {
-            send_on(
-                &mut s,
-                &[Message::Notification(crate::fsm::cease(
-                    code::cease::PEER_DECONFIGURED,
-                ))],
-            )
-            .await;
+            let n = crate::fsm::cease(code::cease::PEER_DECONFIGURED);
+            send_on(&mut s, &[Message::Notification(n)], &self.stats).await;
         }
         if matches!(
             self.primary.fsm.state(),
@@ -718,6 +731,7 @@ impl Driver {
                 let slot = self.slot(which).expect("owner exists");
                 let event = match Message::decode(&frame, &slot.decode) {
                     Ok(msg) => {
+                        self.stats.received.count(&msg);
                         if let Message::Notification(n) = &msg {
                             self.emit(SessionEvent::NotificationReceived(n.clone()));
                         }
@@ -808,8 +822,9 @@ impl Driver {
             Action::SendNotification(n) => {
                 self.emit(SessionEvent::NotificationSent(n.clone()));
                 // The connection is dropped right after: a failure to write here changes nothing.
+                let stats = self.stats.clone();
                 let slot = self.slot(which)?;
-                send_on(slot, &[Message::Notification(n)]).await;
+                send_on(slot, &[Message::Notification(n)], &stats).await;
                 None
             }
             Action::StartTimer(t, d) => {
@@ -859,8 +874,9 @@ impl Driver {
 
     /// Writes messages on a slot's connection; a failure is the FSM's TcpConnectionFails.
     async fn send_messages(&mut self, which: Which, msgs: &[Message]) -> Option<Event> {
+        let stats = self.stats.clone();
         let slot = self.slot(which)?;
-        if send_on(slot, msgs).await {
+        if send_on(slot, msgs, &stats).await {
             None
         } else {
             Some(Event::TcpConnectionFails)
@@ -991,21 +1007,92 @@ impl Driver {
 }
 
 /// Writes messages on a slot's connection; false when there is none or the write failed.
-async fn send_on(slot: &mut Slot, msgs: &[Message]) -> bool {
+async fn send_on(slot: &mut Slot, msgs: &[Message], stats: &Stats) -> bool {
     let Some(conn) = slot.conn.as_mut() else {
         return false;
     };
     let mut buf = BytesMut::new();
+    let mut encoded = Vec::with_capacity(msgs.len());
     for m in msgs {
-        if let Err(e) = m.encode(&slot.encode, &mut buf) {
+        match m.encode(&slot.encode, &mut buf) {
+            Ok(()) => encoded.push(m),
             // An UPDATE we cannot encode is a bug on our side or an unnegotiated feature: skip that one message.
-            warn!(error = %e, "message not sent: cannot encode");
+            Err(e) => warn!(error = %e, "message not sent: cannot encode"),
         }
     }
-    matches!(
+    let ok = matches!(
         tokio::time::timeout(WRITE_TIMEOUT, conn.writer.write_all(&buf)).await,
         Ok(Ok(()))
-    )
+    );
+    if ok {
+        for m in encoded {
+            stats.sent.count(m);
+        }
+    }
+    ok
+}
+
+/// Per-type message counters of one direction.
+#[derive(Debug, Default)]
+struct Counters {
+    open: AtomicU64,
+    update: AtomicU64,
+    notification: AtomicU64,
+    keepalive: AtomicU64,
+    route_refresh: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, m: &Message) {
+        let c = match m {
+            Message::Open(_) => &self.open,
+            Message::Update(_) => &self.update,
+            Message::Notification(_) => &self.notification,
+            Message::Keepalive => &self.keepalive,
+            Message::RouteRefresh { .. } => &self.route_refresh,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> MessageCounts {
+        MessageCounts {
+            open: self.open.load(Ordering::Relaxed),
+            update: self.update.load(Ordering::Relaxed),
+            notification: self.notification.load(Ordering::Relaxed),
+            keepalive: self.keepalive.load(Ordering::Relaxed),
+            route_refresh: self.route_refresh.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The session task's counters, shared with its handle.
+#[derive(Debug, Default)]
+struct Stats {
+    sent: Counters,
+    received: Counters,
+}
+
+/// Messages of each type, counted over the life of a session task (all its connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageCounts {
+    pub open: u64,
+    pub update: u64,
+    pub notification: u64,
+    pub keepalive: u64,
+    pub route_refresh: u64,
+}
+
+impl MessageCounts {
+    pub fn total(&self) -> u64 {
+        self.open + self.update + self.notification + self.keepalive + self.route_refresh
+    }
+}
+
+/// Messages sent (written to the socket) and received (decoded) by one session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    pub sent: MessageCounts,
+    pub received: MessageCounts,
 }
 
 /// The FSM event for a message that did not decode.

@@ -28,8 +28,8 @@ use crate::rib::{
     BestChange, LocalConfig, OutChange, PeerConfig, PeerId, Rib, RibError, Route, SessionInfo,
 };
 use crate::session::{
-    self, Listener, PeerEvent, PeerKey, SessionCommand, SessionConfig, SessionError, SessionEvent,
-    SessionHandle,
+    self, Listener, MessageStats, PeerEvent, PeerKey, SessionCommand, SessionConfig, SessionError,
+    SessionEvent, SessionHandle,
 };
 
 /// Prefixes per UPDATE: keeps every message well under 4096 octets (a /128 with path id is 21 octets).
@@ -91,6 +91,18 @@ pub struct NeighborState {
     pub flaps: u32,
     /// Accepted prefixes per family.
     pub accepted: BTreeMap<Family, usize>,
+    /// Prefixes in the Adj-RIB-Out per family (what we advertise to it).
+    pub advertised: BTreeMap<Family, usize>,
+    /// Messages sent and received by its session.
+    pub messages: MessageStats,
+    /// Disabled by [`Speaker::set_peer_enabled`].
+    pub admin_down: bool,
+    /// Our end of the Established connection.
+    pub local: Option<SocketAddr>,
+    /// When the session last left Established.
+    pub down_since: Option<Instant>,
+    /// The configuration it runs with.
+    pub neighbor: Neighbor,
 }
 
 /// Errors of the speaker API.
@@ -117,6 +129,11 @@ enum Request {
     ResetPeer {
         id: PeerId,
         soft: bool,
+        reply: Reply<Result<(), SpeakerError>>,
+    },
+    Enable {
+        id: PeerId,
+        enabled: bool,
         reply: Reply<Result<(), SpeakerError>>,
     },
     Originate(IpNet, Box<PathAttributes>, Reply<()>),
@@ -198,6 +215,12 @@ impl Speaker {
             .await?
     }
 
+    /// Disables (Cease / Administrative Shutdown, no restart) or re-enables a neighbour's session.
+    pub async fn set_peer_enabled(&self, id: PeerId, enabled: bool) -> Result<(), SpeakerError> {
+        self.ask(|reply| Request::Enable { id, enabled, reply })
+            .await?
+    }
+
     /// Originates `prefix` (a missing next hop means ourselves, per peer).
     pub async fn originate(
         &self,
@@ -252,6 +275,9 @@ struct PeerEntry {
     negotiated: Option<Negotiated>,
     since: Option<Instant>,
     flaps: u32,
+    admin_down: bool,
+    local: Option<SocketAddr>,
+    down_since: Option<Instant>,
     /// Graceful restart: stale routes of these families go when this deadline passes (or End-of-RIB arrives).
     stale_until: Option<(Instant, Vec<Family>)>,
 }
@@ -312,6 +338,21 @@ impl Core {
             }
             Request::RemovePeer(id, reply) => {
                 let _ = reply.send(self.remove_peer(id).await);
+            }
+            Request::Enable { id, enabled, reply } => {
+                let r = match self.peers.get_mut(&id) {
+                    None => Err(SpeakerError::UnknownPeer(id)),
+                    Some(p) => {
+                        p.admin_down = !enabled;
+                        let cmd = if enabled {
+                            SessionCommand::Start
+                        } else {
+                            SessionCommand::Stop
+                        };
+                        p.handle.send(cmd).map_err(SpeakerError::from)
+                    }
+                };
+                let _ = reply.send(r);
             }
             Request::ResetPeer { id, soft, reply } => {
                 let _ = reply.send(self.reset_peer(id, soft));
@@ -384,6 +425,9 @@ impl Core {
                 negotiated: None,
                 since: None,
                 flaps: 0,
+                admin_down: false,
+                local: None,
+                down_since: None,
                 stale_until: None,
             },
         );
@@ -465,6 +509,15 @@ impl Core {
                     .into_iter()
                     .map(|f| (f, self.rib.accepted_count(*id, f).unwrap_or(0)))
                     .collect(),
+                advertised: [(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)]
+                    .into_iter()
+                    .map(|f| (f, self.rib.adj_rib_out(*id, f).map_or(0, |v| v.len())))
+                    .collect(),
+                messages: p.handle.stats(),
+                admin_down: p.admin_down,
+                local: p.local,
+                down_since: p.down_since,
+                neighbor: p.neighbor.clone(),
             })
             .collect();
         v.sort_by_key(|n| n.id);
@@ -495,6 +548,8 @@ impl Core {
                 if let Some(p) = self.peers.get_mut(&id) {
                     p.negotiated = None;
                     p.since = None;
+                    p.local = None;
+                    p.down_since = Some(Instant::now());
                     p.flaps += 1;
                     p.stale_until = down.graceful_restart.map(|(t, f)| (Instant::now() + t, f));
                 }
@@ -536,6 +591,7 @@ impl Core {
         };
         p.negotiated = Some(neg.clone());
         p.since = Some(Instant::now());
+        p.local = local;
         if let Err(e) = self.rib.session_up(id, info) {
             warn!(peer = %id, error = %e, "session up refused by the RIB");
             return;

@@ -145,6 +145,24 @@ async fn speakers_exchange_dual_stack_routes() {
     assert_eq!(n.id, a_id);
     assert_eq!(n.accepted.get(&V4), Some(&1));
     assert_eq!(n.accepted.get(&V6), Some(&1));
+    assert!(n.messages.received.update >= 2, "{:?}", n.messages);
+    assert!(
+        n.messages.sent.open >= 1 && n.messages.received.open >= 1,
+        "{:?}",
+        n.messages
+    );
+    assert_eq!(n.local.map(|l| l.ip()), Some(IpAddr::V4(LO2)));
+    let na = wait_state(&a, State::Established).await;
+    assert_eq!(na.advertised.get(&V4), Some(&1));
+    assert_eq!(na.advertised.get(&V6), Some(&1));
+    // Disabling stops the session for good; enabling brings it back.
+    b.set_peer_enabled(a_id, false).await.unwrap();
+    let idle = wait_state(&b, State::Idle).await;
+    assert!(idle.admin_down && idle.down_since.is_some());
+    sub.until("fd00:1::/64", |n| n.is_empty()).await;
+    b.set_peer_enabled(a_id, true).await.unwrap();
+    sub.until("fd00:1::/64", |n| !n.is_empty()).await;
+    assert_eq!(wait_state(&b, State::Established).await.flaps, 1);
     assert_eq!(b.loc_rib(V6).await.unwrap().len(), 1);
     assert_eq!(
         b.best("198.18.1.0/24".parse().unwrap())
