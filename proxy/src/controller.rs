@@ -207,3 +207,54 @@ pub fn local_external_services(services: &[Service]) -> BTreeSet<ServiceRef> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_fill_cumulative_buckets() {
+        let mut m = SyncMetrics::default();
+        let report = ApplyReport::default();
+        m.observe(Duration::from_millis(3), &report, 0);
+        m.observe(Duration::from_millis(300), &report, 2);
+        m.observe(Duration::from_secs(2), &report, 0);
+        assert_eq!(m.syncs, 3);
+        // le: 1ms 2.5ms 5ms 10ms 25ms 50ms 100ms 250ms 500ms 1s +Inf
+        assert_eq!(m.duration_buckets, [0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 3]);
+        assert_eq!(m.duration_sum, Duration::from_millis(2303));
+        assert_eq!(m.last_duration, Duration::from_secs(2));
+        assert_eq!(m.last_warnings, 0);
+    }
+
+    #[test]
+    fn errors_are_counted_by_label() {
+        let mut m = SyncMetrics::default();
+        let report = ApplyReport {
+            errors: vec![
+                DataplaneError::Runtime(std::io::Error::other("x")),
+                DataplaneError::Runtime(std::io::Error::other("y")),
+            ],
+            ..ApplyReport::default()
+        };
+        m.observe(Duration::ZERO, &report, 0);
+        assert_eq!(m.errors.get("runtime"), Some(&2));
+    }
+
+    #[test]
+    fn local_external_services_are_named() {
+        let services: Vec<Service> = serde_json::from_value(serde_json::json!([
+            {"metadata": {"name": "a", "namespace": "ns"}, "spec": {"externalTrafficPolicy": "Local"}},
+            {"metadata": {"name": "b"}, "spec": {"externalTrafficPolicy": "Local"}},
+            {"metadata": {"name": "c", "namespace": "ns"}, "spec": {"externalTrafficPolicy": "Cluster"}},
+            {"metadata": {"name": "d", "namespace": "ns"}, "spec": {}},
+            {"metadata": {"namespace": "ns"}, "spec": {"externalTrafficPolicy": "Local"}},
+        ]))
+        .unwrap();
+        let names: Vec<String> = local_external_services(&services)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["default/b", "ns/a"]);
+    }
+}

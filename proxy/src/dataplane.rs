@@ -111,7 +111,7 @@ pub struct ActualIpvs {
     /// Virtual servers whose kernel settings the model cannot express (they get an update when wanted).
     pub inexact: BTreeSet<VirtualServerKey>,
     /// Active and inactive connection counts per destination.
-    pub connections: BTreeMap<(VirtualServerKey, SocketAddr), (u32, u32)>,
+    pub connections: BTreeMap<DestinationId, (u32, u32)>,
 }
 
 /// What one pass did.
@@ -142,7 +142,7 @@ pub struct ProxyDataplane {
     rtnl: rtnetlink::Handle,
     runtime: tokio::runtime::Runtime,
     /// When each destination was first seen drained (weight 0, not wanted); restarts begin a new grace period.
-    draining: BTreeMap<(VirtualServerKey, SocketAddr), Instant>,
+    draining: BTreeMap<DestinationId, Instant>,
 }
 
 /// Kernel errnos (asm-generic/errno-base.h) the IPVS commands answer with.
@@ -210,17 +210,6 @@ impl ProxyDataplane {
                 None => Ok(BTreeSet::new()),
             }
         })
-    }
-
-    /// Whether a virtual server is fairlead's (see the module doc).
-    pub fn owns(
-        &self,
-        key: &VirtualServerKey,
-        desired: &DesiredState,
-        vips: &BTreeSet<IpAddr>,
-        node_addresses: &[IpAddr],
-    ) -> bool {
-        owns(&self.config, key, desired, vips, node_addresses)
     }
 
     /// Reads back the virtual servers `owned` accepts, with their destinations and connection counts.
@@ -462,60 +451,79 @@ impl ProxyDataplane {
         actual: &ActualIpvs,
         report: &mut ApplyReport,
     ) {
-        let now = Instant::now();
-        let mut still_draining = BTreeSet::new();
-        for (key, have) in &actual.state.virtual_servers {
-            let Some(want) = desired.ipvs.virtual_servers.get(key) else {
-                continue;
-            };
-            for (&destination, &weight) in &have.destinations {
-                if weight != 0 || want.destinations.contains_key(&destination) {
-                    continue;
-                }
-                let id = (*key, destination);
-                let since = *self.draining.entry(id).or_insert(now);
-                let (active, inactive) = actual.connections.get(&id).copied().unwrap_or((0, 0));
-                if active + inactive > 0 && now.duration_since(since) < self.config.drain_grace {
-                    still_draining.insert(id);
-                    continue;
-                }
-                let result = ignore_missing(self.ipvs.del_destination(
-                    &convert::service_key(key),
-                    destination.ip(),
-                    destination.port(),
-                ));
-                match result {
-                    Ok(()) => report.drained_deleted += 1,
-                    Err(source) => report.errors.push(DataplaneError::Operation {
-                        operation: Operation::DeleteDestination {
-                            key: *key,
-                            destination,
-                        },
-                        source,
-                    }),
-                }
+        let expired = drain_sweep(
+            &desired.ipvs,
+            actual,
+            &mut self.draining,
+            Instant::now(),
+            self.config.drain_grace,
+        );
+        for (key, destination) in expired {
+            let result = ignore_missing(self.ipvs.del_destination(
+                &convert::service_key(&key),
+                destination.ip(),
+                destination.port(),
+            ));
+            match result {
+                Ok(()) => report.drained_deleted += 1,
+                Err(source) => report.errors.push(DataplaneError::Operation {
+                    operation: Operation::DeleteDestination { key, destination },
+                    source,
+                }),
             }
         }
-        // Forget timers of destinations that are gone or wanted again; keep the ones drained in this pass.
-        let drained_now: BTreeSet<_> = self
-            .draining
-            .iter()
-            .filter(|(id, _)| {
-                actual
-                    .state
-                    .virtual_servers
-                    .get(&id.0)
-                    .and_then(|vs| vs.destinations.get(&id.1))
-                    .is_some_and(|&w| w != 0)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        self.draining
-            .retain(|id, _| still_draining.contains(id) || drained_now.contains(id));
     }
 }
 
-fn owns(
+/// A destination of a virtual server.
+pub type DestinationId = (VirtualServerKey, SocketAddr);
+
+/// The drained destinations to delete now: weight 0 in `actual`, not wanted by `desired`, and without active or
+/// inactive connections or drained for longer than `grace`. Updates `draining` (when each was first seen
+/// drained): starts timers for newly seen ones, forgets deleted ones and ones no longer drained, and keeps the
+/// ones drained in this pass (still at their old weight in `actual`, and already in `draining`).
+pub fn drain_sweep(
+    desired: &IpvsState,
+    actual: &ActualIpvs,
+    draining: &mut BTreeMap<DestinationId, Instant>,
+    now: Instant,
+    grace: Duration,
+) -> Vec<DestinationId> {
+    let mut expired = Vec::new();
+    let mut still_draining = BTreeSet::new();
+    for (key, have) in &actual.state.virtual_servers {
+        let Some(want) = desired.virtual_servers.get(key) else {
+            continue;
+        };
+        for (&destination, &weight) in &have.destinations {
+            if weight != 0 || want.destinations.contains_key(&destination) {
+                continue;
+            }
+            let id = (*key, destination);
+            let since = *draining.entry(id).or_insert(now);
+            let (active, inactive) = actual.connections.get(&id).copied().unwrap_or((0, 0));
+            if active + inactive > 0 && now.duration_since(since) < grace {
+                still_draining.insert(id);
+            } else {
+                expired.push(id);
+            }
+        }
+    }
+    draining.retain(|id, _| {
+        let drained_this_pass = actual
+            .state
+            .virtual_servers
+            .get(&id.0)
+            .and_then(|vs| vs.destinations.get(&id.1))
+            .is_some_and(|&w| w != 0);
+        still_draining.contains(id) || drained_this_pass
+    });
+    expired
+}
+
+/// Whether a virtual server is fairlead's: wanted now, on an address of `fairlead-vip` (now or wanted there),
+/// or on a node address with a port in the NodePort range.
+pub fn owns(
     config: &DataplaneConfig,
     key: &VirtualServerKey,
     desired: &DesiredState,
@@ -533,5 +541,144 @@ fn ignore_missing(result: Result<(), IpvsError>) -> Result<(), IpvsError> {
     match result {
         Err(e) if matches!(e.errno(), Some(ESRCH) | Some(ENOENT)) => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Protocol, Scheduler, VirtualServer};
+
+    fn key(port: u16) -> VirtualServerKey {
+        VirtualServerKey::new("fd00:10:96::10".parse().unwrap(), port, Protocol::Tcp)
+    }
+
+    fn dest(last: u8) -> SocketAddr {
+        SocketAddr::new(format!("fd00:10:244:1::{last}").parse().unwrap(), 8080)
+    }
+
+    fn table(dests: &[(u8, u32)]) -> IpvsState {
+        let mut state = IpvsState::default();
+        state.virtual_servers.insert(
+            key(80),
+            VirtualServer {
+                scheduler: Scheduler::RoundRobin,
+                persistence: None,
+                destinations: dests.iter().map(|&(d, w)| (dest(d), w)).collect(),
+            },
+        );
+        state
+    }
+
+    fn actual(dests: &[(u8, u32, (u32, u32))]) -> ActualIpvs {
+        let mut a = ActualIpvs {
+            state: table(&dests.iter().map(|&(d, w, _)| (d, w)).collect::<Vec<_>>()),
+            ..ActualIpvs::default()
+        };
+        for &(d, _, conns) in dests {
+            a.connections.insert((key(80), dest(d)), conns);
+        }
+        a
+    }
+
+    const GRACE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_drained_destination_waits_for_its_connections_or_the_grace_period() {
+        let desired = table(&[(1, 1)]);
+        let now = Instant::now();
+        let mut draining = BTreeMap::new();
+        // Drained with one active connection: kept, timer started.
+        let busy = actual(&[(1, 1, (0, 0)), (2, 0, (1, 0))]);
+        assert!(drain_sweep(&desired, &busy, &mut draining, now, GRACE).is_empty());
+        assert_eq!(draining.get(&(key(80), dest(2))), Some(&now));
+        // Inactive connections (FIN_WAIT, TIME_WAIT) count too.
+        let closing = actual(&[(1, 1, (0, 0)), (2, 0, (0, 3))]);
+        assert!(drain_sweep(&desired, &closing, &mut draining, now + GRACE / 2, GRACE).is_empty());
+        // Grace period over: deleted although connections remain, and forgotten.
+        assert_eq!(
+            drain_sweep(&desired, &busy, &mut draining, now + GRACE, GRACE),
+            vec![(key(80), dest(2))]
+        );
+        assert!(draining.is_empty());
+        // No connections: deleted at once.
+        let idle = actual(&[(1, 1, (0, 0)), (2, 0, (0, 0))]);
+        assert_eq!(
+            drain_sweep(&desired, &idle, &mut draining, now, GRACE),
+            vec![(key(80), dest(2))]
+        );
+    }
+
+    #[test]
+    fn wanted_and_just_drained_destinations_are_not_swept() {
+        let now = Instant::now();
+        let mut draining = BTreeMap::new();
+        // Wanted again while at weight 0 (the diff raises its weight): not deleted.
+        let desired = table(&[(1, 1), (2, 1)]);
+        let a = actual(&[(1, 1, (0, 0)), (2, 0, (0, 0))]);
+        assert!(drain_sweep(&desired, &a, &mut draining, now, GRACE).is_empty());
+        // Drained in this pass: still weight 1 in the read-back; its timer (set by the pass) is kept.
+        let desired = table(&[(1, 1)]);
+        draining.insert((key(80), dest(2)), now);
+        let a = actual(&[(1, 1, (0, 0)), (2, 1, (0, 0))]);
+        assert!(drain_sweep(&desired, &a, &mut draining, now, GRACE).is_empty());
+        assert!(draining.contains_key(&(key(80), dest(2))));
+        // A virtual server no longer wanted is deleted whole by the diff, not swept.
+        let a = actual(&[(2, 0, (0, 0))]);
+        assert!(drain_sweep(&IpvsState::default(), &a, &mut draining, now, GRACE).is_empty());
+        assert!(
+            draining.is_empty(),
+            "timers of destinations that are gone are forgotten"
+        );
+    }
+
+    #[test]
+    fn ownership_rule() {
+        let config = DataplaneConfig::default();
+        let mut desired = DesiredState {
+            ipvs: table(&[(1, 1)]),
+            ..DesiredState::default()
+        };
+        let node: Vec<IpAddr> = vec!["fd00:0:0:1::1".parse().unwrap()];
+        let on_dummy: BTreeSet<IpAddr> = ["fd00:10:96::20".parse().unwrap()].into();
+        let vs =
+            |addr: &str, port| VirtualServerKey::new(addr.parse().unwrap(), port, Protocol::Tcp);
+        // Wanted.
+        assert!(owns(&config, &key(80), &desired, &on_dummy, &node));
+        // Another port on a VIP fairlead wants (not yet on the interface).
+        assert!(!owns(&config, &key(443), &desired, &on_dummy, &node));
+        desired.vips.insert("fd00:10:96::10".parse().unwrap());
+        assert!(owns(&config, &key(443), &desired, &on_dummy, &node));
+        // A stale VIP still on the dummy interface.
+        assert!(owns(
+            &config,
+            &vs("fd00:10:96::20", 53),
+            &desired,
+            &on_dummy,
+            &node
+        ));
+        // A NodePort on a node address: in the range yes, outside no.
+        assert!(owns(
+            &config,
+            &vs("fd00:0:0:1::1", 30080),
+            &desired,
+            &on_dummy,
+            &node
+        ));
+        assert!(!owns(
+            &config,
+            &vs("fd00:0:0:1::1", 8443),
+            &desired,
+            &on_dummy,
+            &node
+        ));
+        // Someone else's address.
+        assert!(!owns(
+            &config,
+            &vs("fd00:99::1", 80),
+            &desired,
+            &on_dummy,
+            &node
+        ));
     }
 }

@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use proxy::controller::{EndpointSlice, ProxyConfig, ProxyController, Service, SyncOutcome};
+use proxy::controller::{
+    ClusterObjects, EndpointSlice, ProxyConfig, ProxyController, Service, SyncOutcome,
+};
 use proxy::dataplane::{DataplaneConfig, VIP_INTERFACE};
 use proxy::model::{NodeContext, NodePortAddresses};
 use serde_json::json;
@@ -587,6 +589,45 @@ fn traffic(plan: AddressPlan) {
         .call(|c| c.as_ref().expect("controller").metrics().clone());
     assert_eq!(metrics.syncs, 2);
     assert!(metrics.duration_sum > Duration::ZERO);
+    assert!(metrics.errors.is_empty(), "{:?}", metrics.errors);
+    // The Service is deleted: its virtual servers, VIPs and nftables elements go; foreign ones stay.
+    let gone = cluster.proxy.sync(Vec::new(), Vec::new());
+    assert!(gone.report.errors.is_empty(), "{:?}", gone.report.errors);
+    assert_eq!(
+        gone.report.vips_deleted,
+        plan.families().len(),
+        "{:?}",
+        gone.report
+    );
+    let table = cluster.ipvsadm();
+    let nft =
+        exec_in(&node, &["nft", "list", "table", "inet", "fairlead-proxy"]).expect("nft list");
+    for &family in plan.families() {
+        let vip = cluster_ip(family);
+        assert!(
+            !has_address(&node, vip),
+            "VIP {vip} left on {VIP_INTERFACE}"
+        );
+        assert!(
+            !table.contains(&vip.to_string()),
+            "virtual server on {vip} left:\n{table}"
+        );
+        assert!(
+            !nft.contains(&vip.to_string()),
+            "{vip} left in the nftables table:\n{nft}"
+        );
+    }
+    assert!(
+        !table.contains(&format!(":{NODE_PORT}")),
+        "NodePort left:\n{table}"
+    );
+    for vs in &foreign {
+        assert!(
+            table.contains(&format!("TCP  {vs} wlc")),
+            "foreign {vs} was touched:\n{table}"
+        );
+    }
+
     eprintln!(
         "{}: first sync {:?} ({} operations), second {:?}",
         plan.tag(),
@@ -698,6 +739,91 @@ fn drain_and_restart(plan: AddressPlan) {
         seen.contains_key(&drained),
         "{drained} is not back: {seen:?}"
     );
+}
+
+/// [`ProxyController::run`]: an update is applied, drift (a virtual server deleted by hand) is repaired by the
+/// periodic resync, and the loop ends when the sender is dropped.
+fn run_resyncs(plan: AddressPlan) {
+    let cluster = Cluster::new(plan, 2);
+    let config = ProxyConfig {
+        resync_period: Duration::from_secs(1),
+        ..cluster.config.clone()
+    };
+    cluster.proxy.start_controller(config);
+    let (updates, rx) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    cluster
+        .proxy
+        .jobs
+        .as_ref()
+        .expect("proxy thread")
+        .send(Box::new(move |c| {
+            c.as_mut().expect("controller").run(rx);
+            let _ = done_tx.send(c.as_ref().expect("controller").metrics().clone());
+        }))
+        .expect("proxy thread alive");
+    updates
+        .send(ClusterObjects {
+            services: vec![cluster.service()],
+            slices: cluster.slices(&cluster.all_backends()),
+        })
+        .expect("send update");
+    let vips: Vec<String> = plan
+        .families()
+        .iter()
+        .map(|&f| SocketAddr::new(cluster_ip(f), SERVICE_PORT).to_string())
+        .collect();
+    let present = |vs: &str| cluster.ipvsadm().contains(&format!("TCP  {vs} rr"));
+    for vs in &vips {
+        wait_until(
+            &format!("{vs} programmed"),
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || present(vs),
+        )
+        .expect("update applied");
+    }
+    for vs in &vips {
+        exec_in(&cluster.node_netns, &["ipvsadm", "-D", "-t", vs]).expect("delete by hand");
+        // No check that it is gone: the 1 s resync may already have put it back, which is what is tested.
+        wait_until(
+            &format!("{vs} restored"),
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || present(vs),
+        )
+        .expect("resync repaired the drift");
+        let (seen, _) = spread(
+            &cluster.client.netns,
+            vs.parse().expect("socket address"),
+            2,
+        );
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+    drop(updates);
+    let metrics = done
+        .recv_timeout(Duration::from_secs(10))
+        .expect("run returned after the sender was dropped");
+    assert!(metrics.syncs >= 2, "{metrics:?}");
+    assert!(metrics.errors.is_empty(), "{:?}", metrics.errors);
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn run_resyncs_ipv6_only() {
+    run_resyncs(AddressPlan::Ipv6Only);
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn run_resyncs_dual_stack_v4_primary() {
+    run_resyncs(AddressPlan::DualStackV4Primary);
+}
+
+#[test]
+#[ignore = "vm tier: run by xcluster-tests/vm/run-tests"]
+fn run_resyncs_ipv4_only() {
+    run_resyncs(AddressPlan::Ipv4Only);
 }
 
 /// Asks the UDP service once from the client's fixed source port; returns the backend name.
