@@ -99,11 +99,7 @@ pub fn feature_cases() -> Vec<Case> {
             name: "OPEN route refresh (RFC 2918)",
             bytes: open("02 00"),
             needs: FOUR,
-            needles: vec![vec![
-                "routerefresh",
-                "route_refresh",
-                "routerefreshcapability",
-            ]],
+            needles: vec![vec!["routerefresh", "route_refresh", "caprr"]],
         },
         Case {
             name: "OPEN graceful restart (RFC 4724)",
@@ -227,7 +223,12 @@ pub fn feature_cases() -> Vec<Case> {
             needs: FOUR,
             needles: vec![
                 vec!["198.18.0.9", "3323068425"],
-                vec!["198.18.0.10", "3323068426"],
+                // routecore keeps a cluster id as a typed 4-octet BgpIdentifier.
+                vec![
+                    "198.18.0.10",
+                    "3323068426",
+                    "bgpidentifier([198, 18, 0, 10])",
+                ],
             ],
         },
         Case {

@@ -21,16 +21,35 @@ fn config(n: Needs) -> SessionConfig {
 
 /// Renders what the accessors give, so the needles can look for typed values.
 fn render_update(u: &UpdateMessage<&[u8]>) -> String {
+    // Display, not Debug: routecore's Debug shows prefixes and communities as raw bits/octets even though
+    // they are typed (Display renders them as text).
+    let list = |v: Result<Vec<String>, String>| format!("{v:?}");
     let mut s = String::new();
-    s += &format!("announcements={:?} ", u.announcements_vec());
-    s += &format!("withdrawals={:?} ", u.withdrawals_vec());
-    s += &format!("mp_next_hop={:?} ", u.mp_next_hop());
+    s += &list(
+        u.announcements_vec()
+            .map(|v| v.iter().map(|n| n.to_string()).collect())
+            .map_err(|e| format!("Err({e:?})")),
+    );
+    s += " withdrawals=";
+    s += &list(
+        u.withdrawals_vec()
+            .map(|v| v.iter().map(|n| n.to_string()).collect())
+            .map_err(|e| format!("Err({e:?})")),
+    );
+    s += &format!(" mp_next_hop={:?} ", u.mp_next_hop());
     s += &format!("next_hop={:?} ", u.conventional_next_hop());
-    s += &format!("as_path={:?} ", u.aspath());
-    s += &format!("as4_path={:?} ", u.as4path());
+    s += &format!(
+        "as_path={:?} ",
+        u.aspath().map(|p| p.map(|p| p.to_string()))
+    );
+    s += &format!(
+        "as4_path={:?} ",
+        u.as4path().map(|p| p.map(|p| p.to_string()))
+    );
     s += &format!(
         "communities={:?} ",
-        u.communities().map(|c| c.map(|i| i.collect::<Vec<_>>()))
+        u.communities()
+            .map(|c| c.map(|i| i.map(|c| c.to_string()).collect::<Vec<_>>()))
     );
     if let Ok(pas) = u.path_attributes() {
         for pa in pas {
