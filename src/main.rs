@@ -1,5 +1,63 @@
 //! fairlead: the per-node daemon and its CLI.
 
-fn main() {
-    println!("fairlead {}", env!("CARGO_PKG_VERSION"));
+mod daemon;
+mod flags;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Per-node Kubernetes networking: BGP pod routing, IPVS service proxy, nftables NetworkPolicy.
+#[derive(Debug, Parser)]
+#[command(name = "fairlead", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Subcommands (the BGP CLI commands are added beside these).
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon on this node.
+    Run(Box<flags::RunFlags>),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("fairlead {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Run(flags) => run(*flags),
+    }
+}
+
+fn run(flags: flags::RunFlags) -> ExitCode {
+    let args = match flags::RunArgs::from_low_args(flags, daemon::host_name(), |p| {
+        std::fs::read_to_string(p)
+    }) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("fairlead run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    daemon::init_logging(args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fairlead run: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(daemon::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairlead run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -5,3 +5,4 @@
 pub mod cni;
 pub mod dataplane;
 pub mod model;
+pub mod controller;

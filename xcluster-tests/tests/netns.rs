@@ -20,3 +20,7 @@ mod bgpd_common;
 /// The `bgpd` binary against BIRD and FRR: both families, eBGP/iBGP, route reflector, SIGHUP reloads.
 #[path = "netns/bgpd_interop.rs"]
 mod bgpd_interop;
+
+/// End to end: the `fairlead` binary per node (`--objects-from`), BIRD as ToR, CNI pods from fairlead's conflist.
+#[path = "netns/e2e_router.rs"]
+mod e2e_router;

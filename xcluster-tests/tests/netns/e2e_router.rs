@@ -1,0 +1,562 @@
+//! End to end: the real `fairlead run` binary in every node namespace (`--objects-from DIR`, Node YAML written by
+//! the test), BIRD as the top-of-rack router, pods made with the conflist fairlead wrote. No route is typed on a
+//! node: pod-to-pod, pod-to-ToR and node add/delete all go through fairlead's BGP and kernel routes (proto 44).
+//!
+//! The binary: [`fairlead_bin`] runs `cargo build -p fairlead --bin fairlead` once per test process and returns
+//! `$CARGO_TARGET_DIR/debug/fairlead` (default `<workspace>/target/debug/fairlead`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use xcluster_tests::bgp::{AfiSafi, BgpSpeaker, Bird, Neighbor, RouterSpec};
+use xcluster_tests::{
+    AddressPlan, Family, Node, Pod, Topology, TopologyBuilder, exec_in, load_conflist, ping,
+    require_root_and_tools, wait_until,
+};
+
+const TOOLS: &[&str] = &[
+    "ip",
+    "ping",
+    "bird",
+    "birdc",
+    "nft",
+    "bridge",
+    "host-local",
+    "loopback",
+    "portmap",
+];
+const CLUSTER_ASN: u32 = 64512;
+const TOR_ASN: u32 = 65000;
+const EDGE_ASN: u32 = 65001;
+const SESSION_TIMEOUT: Duration = Duration::from_secs(40);
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(40);
+const POLL: Duration = Duration::from_millis(500);
+
+/// Builds the `fairlead` binary once (incrementally) and returns its path.
+pub fn fairlead_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let workspace = manifest.parent().expect("workspace root");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "fairlead", "--bin", "fairlead"])
+            .current_dir(workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p fairlead failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map(|t| {
+                if t.is_absolute() {
+                    t
+                } else {
+                    workspace.join(t)
+                }
+            })
+            .unwrap_or_else(|| workspace.join("target"));
+        let bin = target.join("debug").join("fairlead");
+        assert!(bin.is_file(), "{} missing after cargo build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// The ToR's prefixes: an IPv6 /96 (NAT64-style, inside the tests' free `fd00:99::/32`) and an IPv4 /24 inside
+/// 198.18.160.0/19; the ToR owns the first address of each.
+fn tor_prefixes(plan: AddressPlan) -> Vec<IpNet> {
+    plan.families()
+        .iter()
+        .map(|f| match f {
+            Family::V6 => "fd00:99:64:ff9b::/96".parse().unwrap(),
+            Family::V4 => "198.18.160.0/24".parse().unwrap(),
+        })
+        .collect()
+}
+
+/// The edge router's prefix (announced to node1 only, over the annotation's session).
+fn edge_prefix(plan: AddressPlan) -> IpNet {
+    match plan.primary() {
+        Family::V6 => "fd00:99:1::/48".parse().unwrap(),
+        Family::V4 => "198.18.161.0/24".parse().unwrap(),
+    }
+}
+
+/// The address the ToR owns inside `prefix` (the first after the network address).
+fn first_host(prefix: &IpNet) -> IpAddr {
+    match prefix.network() {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) + 1).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) + 1).into()),
+    }
+}
+
+/// A test cluster: topology (4 node namespaces, ToR and edge routers), the objects directory, BIRD on the ToR
+/// and the fairlead processes.
+struct Cluster {
+    topo: Topology,
+    objects: PathBuf,
+    tor: Bird,
+    fairlead: BTreeMap<u8, u32>,
+}
+
+impl Cluster {
+    fn new(plan: AddressPlan) -> Cluster {
+        let topo = TopologyBuilder::new(plan)
+            .nodes(4)
+            .router("tor", &[1])
+            .router("edge", &[1])
+            .build()
+            .expect("build topology");
+        let objects = topo.guard().temp_dir().join("objects");
+        std::fs::create_dir_all(&objects).expect("objects dir");
+
+        let tor = topo.router("tor").unwrap();
+        exec_in(&tor.netns, &["ip", "link", "set", "lo", "up"]).unwrap();
+        let mut spec = RouterSpec::new(tor.router_id, TOR_ASN);
+        for &family in plan.families() {
+            spec = spec.listen(tor.address(family).unwrap());
+        }
+        // One session per node and family (each carries its own family).
+        for node in topo.nodes() {
+            for &family in plan.families() {
+                spec = spec.neighbor(Neighbor::new(node.address(family).unwrap(), CLUSTER_ASN));
+            }
+        }
+        for prefix in tor_prefixes(plan) {
+            spec = spec.announce(prefix);
+            let owned = IpNet::new(first_host(&prefix), prefix.max_prefix_len()).unwrap();
+            exec_in(
+                &tor.netns,
+                &["ip", "addr", "add", &owned.to_string(), "dev", "lo"],
+            )
+            .unwrap();
+        }
+        let bird = Bird::start(topo.guard(), &tor.netns, "bird-tor", &spec).expect("start bird");
+        // Replies to pods need the pod routes in the ToR's kernel: BIRD exports its BGP routes there.
+        let conf = topo.guard().temp_dir().join("bird-tor.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("bird conf");
+        text.push_str("protocol kernel { ipv4 { export where source = RTS_BGP; }; }\n");
+        text.push_str("protocol kernel { ipv6 { export where source = RTS_BGP; }; }\n");
+        std::fs::write(&conf, text).expect("write bird conf");
+        bird.birdc(&["configure"]).expect("birdc configure");
+
+        Cluster {
+            topo,
+            objects,
+            tor: bird,
+            fairlead: BTreeMap::new(),
+        }
+    }
+
+    fn plan(&self) -> AddressPlan {
+        self.topo.plan()
+    }
+
+    fn node(&self, index: u8) -> &Node {
+        self.topo.node(index).expect("node")
+    }
+
+    /// Writes (atomically: the source may read at any time) the Node object of node `index`.
+    fn write_node(&self, index: u8, annotations: &[(&str, String)]) {
+        let node = self.node(index);
+        let mut yaml = format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
+            node.name
+        );
+        if !annotations.is_empty() {
+            yaml.push_str("  annotations:\n");
+            for (k, v) in annotations {
+                yaml.push_str(&format!("    {k}: {}\n", serde_json::to_string(v).unwrap()));
+            }
+        }
+        yaml.push_str(&format!(
+            "spec:\n  podCIDR: {}\n  podCIDRs: [{}]\nstatus:\n  addresses:\n",
+            node.pod_cidrs[0],
+            node.pod_cidrs
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        for a in &node.addresses {
+            yaml.push_str(&format!(
+                "  - {{type: InternalIP, address: \"{}\"}}\n",
+                a.addr()
+            ));
+        }
+        yaml.push_str(&format!("  - {{type: Hostname, address: {}}}\n", node.name));
+        let tmp = self.objects.join(format!(".{}.yaml.tmp", node.name));
+        std::fs::write(&tmp, yaml).expect("write node yaml");
+        std::fs::rename(&tmp, self.objects.join(format!("{}.yaml", node.name))).expect("rename");
+    }
+
+    fn delete_node(&self, index: u8) {
+        let name = &self.node(index).name;
+        std::fs::remove_file(self.objects.join(format!("{name}.yaml"))).expect("remove node yaml");
+    }
+
+    fn conflist_path(&self, index: u8) -> PathBuf {
+        self.topo
+            .guard()
+            .temp_dir()
+            .join(format!("cni-node{index}"))
+            .join("10-fairlead.conflist")
+    }
+
+    fn label(index: u8) -> String {
+        format!("fairlead-node{index}")
+    }
+
+    /// Starts `fairlead run` in node `index`'s namespace, peering with the ToR.
+    fn start_fairlead(&mut self, index: u8) {
+        let plan = self.plan();
+        let tor = self.topo.router("tor").unwrap();
+        let join = |v: Vec<String>| v.join(",");
+        let cluster_cidr = join(plan.cluster_cidrs().iter().map(|c| c.to_string()).collect());
+        let tor_ips = join(
+            plan.families()
+                .iter()
+                .map(|f| tor.address(*f).unwrap().to_string())
+                .collect(),
+        );
+        let tor_asns = join(
+            plan.families()
+                .iter()
+                .map(|_| TOR_ASN.to_string())
+                .collect(),
+        );
+        let objects = self.objects.to_string_lossy().into_owned();
+        let conflist = self.conflist_path(index).to_string_lossy().into_owned();
+        let node = self.node(index).clone();
+        let bin = fairlead_bin();
+        let pid = self
+            .topo
+            .guard()
+            .spawn_in(
+                &node.netns,
+                &Self::label(index),
+                &bin.to_string_lossy(),
+                &[
+                    "run",
+                    "--objects-from",
+                    &objects,
+                    "--hostname-override",
+                    &node.name,
+                    "--cluster-cidr",
+                    &cluster_cidr,
+                    "--peer-router-ips",
+                    &tor_ips,
+                    "--peer-router-asns",
+                    &tor_asns,
+                    "--cni-conf-file",
+                    &conflist,
+                    "--run-service-proxy=false",
+                    "--run-firewall=false",
+                    "--health-port",
+                    "0",
+                ],
+            )
+            .expect("spawn fairlead");
+        self.fairlead.insert(index, pid);
+    }
+
+    fn log(&self, index: u8) -> String {
+        self.topo.guard().log(&Self::label(index))
+    }
+
+    fn logs(&self) -> String {
+        self.fairlead
+            .keys()
+            .map(|i| format!("--- node{i} ---\n{}", tail(&self.log(*i), 40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn stop_fairlead(&mut self, index: u8) {
+        if let Some(pid) = self.fairlead.remove(&index) {
+            self.topo.guard().stop(pid).expect("stop fairlead");
+        }
+    }
+
+    /// Whether fairlead on node `index` is still the process we started.
+    fn fairlead_alive(&self, index: u8) -> bool {
+        let pid = self.fairlead[&index];
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+            && self.topo.guard().pids().contains(&pid)
+    }
+
+    /// Waits for the conflist fairlead writes and makes a pod with it. The host-local state directory is moved
+    /// into the test's temp dir (the default, /var/lib/cni, is shared by every namespace of this machine).
+    fn add_pod(&self, index: u8) -> Pod {
+        let path = self.conflist_path(index);
+        wait_until(
+            &format!("fairlead on node{index} writes {}", path.display()),
+            CONVERGE_TIMEOUT,
+            POLL,
+            || path.is_file(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        let mut conflist = load_conflist(&path).expect("load conflist");
+        let node = self.node(index);
+        let ranges = &conflist["plugins"][0]["ipam"]["ranges"];
+        assert_eq!(
+            ranges.as_array().map(|r| r.len()),
+            Some(node.pod_cidrs.len()),
+            "one host-local range per pod CIDR: {conflist}"
+        );
+        for (range, cidr) in ranges.as_array().unwrap().iter().zip(&node.pod_cidrs) {
+            assert_eq!(range[0]["subnet"], cidr.to_string(), "{conflist}");
+        }
+        conflist["plugins"][0]["ipam"]["dataDir"] = serde_json::Value::String(
+            self.topo
+                .guard()
+                .temp_dir()
+                .join(format!("ipam-node{index}"))
+                .to_string_lossy()
+                .into_owned(),
+        );
+        self.topo.add_pod(node, &conflist).expect("CNI ADD")
+    }
+
+    /// The destinations of node `index`'s kernel routes of protocol 44.
+    fn fairlead_routes(&self, index: u8) -> Vec<IpNet> {
+        let ns = &self.node(index).netns;
+        let mut out = Vec::new();
+        for family in ["-4", "-6"] {
+            let text = exec_in(ns, &["ip", family, "route", "show", "proto", "44"]).unwrap();
+            for line in text.lines().filter(|l| !l.starts_with(char::is_whitespace)) {
+                if let Some(dst) = line.split_whitespace().next() {
+                    let parsed = dst.parse::<IpNet>().or_else(|_| {
+                        dst.parse::<IpAddr>()
+                            .map(|a| IpNet::new(a, if a.is_ipv6() { 128 } else { 32 }).unwrap())
+                    });
+                    if let Ok(net) = parsed {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn wait_routes(&self, index: u8, what: &str, f: impl Fn(&[IpNet]) -> bool) {
+        wait_until(
+            &format!("node{index}: {what}"),
+            CONVERGE_TIMEOUT,
+            POLL,
+            || f(&self.fairlead_routes(index)),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}; routes now {:?}\n{}",
+                self.fairlead_routes(index),
+                self.logs()
+            )
+        });
+    }
+
+    fn wait_ping(&self, from: &Pod, to: IpAddr, what: &str) {
+        wait_until(what, CONVERGE_TIMEOUT, POLL, || {
+            ping(&from.netns, to).is_ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    fn wait_tor_sessions(&self, index: u8) {
+        for &family in self.plan().families() {
+            let addr = self.node(index).address(family).unwrap();
+            self.tor
+                .wait_established(addr, SESSION_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        }
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn router_e2e(plan: AddressPlan) {
+    if !require_root_and_tools(TOOLS) {
+        return;
+    }
+    let mut c = Cluster::new(plan);
+    for i in 1..=3 {
+        c.write_node(i, &[]);
+    }
+    for i in 1..=3 {
+        c.start_fairlead(i);
+    }
+
+    // Every node peers with the ToR in each family and the ToR holds every node's pod CIDRs.
+    for i in 1..=3 {
+        c.wait_tor_sessions(i);
+    }
+    for i in 1..=3 {
+        for cidr in &c.node(i).pod_cidrs {
+            c.tor
+                .wait_route(*cidr, CONVERGE_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+        }
+    }
+    for &family in plan.families() {
+        let rib = c.tor.rib(AfiSafi::of_family(family)).unwrap();
+        for i in 1..=3 {
+            let cidr = c.node(i).pod_cidr(family).unwrap();
+            assert!(
+                rib.contains(&cidr),
+                "ToR {family:?} table lacks {cidr}: {rib:?}"
+            );
+        }
+    }
+
+    // Pods on every node, each reaching every pod on the other nodes in each family.
+    let pods: BTreeMap<u8, Pod> = (1..=3).map(|i| (i, c.add_pod(i))).collect();
+    for (i, from) in &pods {
+        for (j, to) in &pods {
+            if i == j {
+                continue;
+            }
+            for &family in plan.families() {
+                let addr = to.ip(family).expect("pod address");
+                c.wait_ping(
+                    from,
+                    addr,
+                    &format!("pod on node{i} pings {addr} on node{j}"),
+                );
+            }
+        }
+    }
+    // Each node holds the other nodes' pod CIDRs and the ToR's prefixes as its own routes (proto 44), and not
+    // its own pod CIDRs.
+    let tor_owned: Vec<IpNet> = tor_prefixes(plan);
+    for i in 1..=3u8 {
+        let mut wanted: Vec<IpNet> = tor_owned.clone();
+        for j in (1..=3u8).filter(|j| *j != i) {
+            wanted.extend(c.node(j).pod_cidrs.iter().copied());
+        }
+        c.wait_routes(i, "other nodes' pod CIDRs and the ToR's prefixes", |r| {
+            wanted.iter().all(|w| r.contains(w))
+        });
+        let routes = c.fairlead_routes(i);
+        for own in &c.node(i).pod_cidrs {
+            assert!(
+                !routes.contains(own),
+                "node{i} routes its own {own}: {routes:?}"
+            );
+        }
+    }
+    for (i, pod) in &pods {
+        for prefix in &tor_owned {
+            let addr = first_host(prefix);
+            c.wait_ping(pod, addr, &format!("pod on node{i} pings the ToR's {addr}"));
+        }
+    }
+
+    // Node deleted: its pod CIDRs leave the other nodes' kernels (its fairlead still runs: the peers must drop
+    // it because the Node is gone, not because its sessions closed).
+    c.delete_node(3);
+    let gone = c.node(3).pod_cidrs.clone();
+    for i in 1..=2 {
+        c.wait_routes(i, "node3's pod CIDRs withdrawn", |r| {
+            gone.iter().all(|g| !r.contains(g))
+        });
+    }
+    assert!(
+        c.fairlead_alive(3),
+        "fairlead on node3 exited:\n{}",
+        c.log(3)
+    );
+    c.stop_fairlead(3);
+
+    // Node added: node4 joins, its pods are reachable and reach the others.
+    c.write_node(4, &[]);
+    c.start_fairlead(4);
+    c.wait_tor_sessions(4);
+    let pod4 = c.add_pod(4);
+    for i in 1..=2 {
+        for &family in plan.families() {
+            let to4 = pod4.ip(family).unwrap();
+            c.wait_ping(
+                &pods[&i],
+                to4,
+                &format!("pod on node{i} pings {to4} on node4"),
+            );
+            let back = pods[&i].ip(family).unwrap();
+            c.wait_ping(
+                &pod4,
+                back,
+                &format!("pod on node4 pings {back} on node{i}"),
+            );
+        }
+    }
+
+    // An external peer added by annotation at run time: the session comes up, the peer's prefix is installed,
+    // fairlead was not restarted and the ToR sessions stayed up.
+    let edge = c.topo.router("edge").unwrap();
+    let edge_addr = edge.address(plan.primary()).unwrap();
+    let node1_addr = c.node(1).address(plan.primary()).unwrap();
+    let edge_spec = RouterSpec::new(edge.router_id, EDGE_ASN)
+        .listen(edge_addr)
+        .neighbor(Neighbor::new(node1_addr, CLUSTER_ASN))
+        .announce(edge_prefix(plan));
+    let edge_bird =
+        Bird::start(c.topo.guard(), &edge.netns, "bird-edge", &edge_spec).expect("start edge bird");
+    let pid_before = c.fairlead[&1];
+    c.write_node(
+        1,
+        &[(
+            "fairlead.io/peers",
+            format!("- remoteIP: \"{edge_addr}\"\n  remoteASN: {EDGE_ASN}\n"),
+        )],
+    );
+    edge_bird
+        .wait_established(node1_addr, SESSION_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    let edge_prefix = edge_prefix(plan);
+    c.wait_routes(1, "the edge router's prefix", |r| r.contains(&edge_prefix));
+    assert!(
+        c.fairlead_alive(1),
+        "fairlead on node1 exited:\n{}",
+        c.log(1)
+    );
+    assert_eq!(c.fairlead[&1], pid_before);
+    for &family in plan.families() {
+        let addr = c.node(1).address(family).unwrap();
+        assert!(
+            c.tor.session_established(addr).unwrap(),
+            "ToR session with node1 ({addr}) went down on an unrelated annotation change"
+        );
+    }
+    // No other node got the edge session.
+    assert!(
+        !c.fairlead_routes(2).contains(&edge_prefix),
+        "node2 installed the edge prefix"
+    );
+}
+
+#[test]
+fn ipv6_only() {
+    router_e2e(AddressPlan::Ipv6Only);
+}
+
+#[test]
+fn dual_stack_v6_primary() {
+    router_e2e(AddressPlan::DualStackV6Primary);
+}
+
+#[test]
+fn dual_stack_v4_primary() {
+    router_e2e(AddressPlan::DualStackV4Primary);
+}
+
+#[test]
+fn ipv4_only() {
+    router_e2e(AddressPlan::Ipv4Only);
+}
