@@ -196,6 +196,12 @@ fn broken_copies_fail_validation() {
             "readinessProbe must GET /readyz",
         ),
         (
+            "fairlead-ipv6only.yaml",
+            "  KUBERNETES_SERVICE_HOST: \"fd00:10:1::10\"",
+            "  KUBERNETES_SERVICE_HOST: \"fd00:10:96::1\"",
+            "is a ClusterIP: fairlead must reach the API first",
+        ),
+        (
             "kubeadm/ipv6only.yaml",
             "  podSubnet:",
             "  podSubnett:",
