@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::fsm::{FsmConfig, Negotiated, State};
 use crate::packet::iana::{Afi, Family, Safi};
-use crate::packet::{PathAttributes, UpdateMsg};
+use crate::packet::{NotificationMsg, PathAttributes, UpdateMsg};
 use crate::policy::MaxPrefixSignal;
 use crate::rib::{
     BestChange, LocalConfig, OutChange, PeerConfig, PeerId, Rib, RibError, Route, SessionInfo,
@@ -93,6 +93,13 @@ pub struct NeighborState {
     pub accepted: BTreeMap<Family, usize>,
     /// Prefixes in the Adj-RIB-Out per family (what we advertise to it).
     pub advertised: BTreeMap<Family, usize>,
+    /// Prefixes it sent per family that we hold: accepted plus rejected by import policy.
+    pub received: BTreeMap<Family, usize>,
+    /// Graceful restart (RFC 4724) in progress: the families whose routes are kept as stale, and until when.
+    pub stale: Option<(Instant, Vec<Family>)>,
+    /// The last NOTIFICATION we sent to it, and the last one it sent us (kept across sessions).
+    pub last_notification_sent: Option<NotificationMsg>,
+    pub last_notification_received: Option<NotificationMsg>,
     /// Messages sent and received by its session.
     pub messages: MessageStats,
     /// Disabled by [`Speaker::set_peer_enabled`].
@@ -121,6 +128,8 @@ pub enum SpeakerError {
 }
 
 type Reply<T> = oneshot::Sender<T>;
+/// An Adj-RIB-Out as the speaker hands it out: prefix and the attributes last announced.
+pub type AdjRibOut = Vec<(IpNet, Arc<PathAttributes>)>;
 
 enum Request {
     AddPeer(Box<Neighbor>, Reply<Result<(), SpeakerError>>),
@@ -141,6 +150,12 @@ enum Request {
     Neighbors(Reply<Vec<NeighborState>>),
     Best(IpNet, Reply<Vec<Route>>),
     LocRib(Family, Reply<Vec<(IpNet, Vec<Route>)>>),
+    AdjIn(
+        PeerId,
+        Family,
+        Reply<Result<Vec<(IpNet, Route)>, SpeakerError>>,
+    ),
+    AdjOut(PeerId, Family, Reply<Result<AdjRibOut, SpeakerError>>),
     Subscribe(Reply<Subscription>),
     Shutdown(Reply<()>),
 }
@@ -250,6 +265,21 @@ impl Speaker {
         self.ask(|r| Request::LocRib(family, r)).await
     }
 
+    /// A neighbour's Adj-RIB-In of a family after import policy (what it sent and we accepted), with stale
+    /// marks and learn times, ordered by prefix.
+    pub async fn adj_rib_in(
+        &self,
+        id: PeerId,
+        family: Family,
+    ) -> Result<Vec<(IpNet, Route)>, SpeakerError> {
+        self.ask(|r| Request::AdjIn(id, family, r)).await?
+    }
+
+    /// A neighbour's Adj-RIB-Out of a family (what was last announced to it), ordered by prefix.
+    pub async fn adj_rib_out(&self, id: PeerId, family: Family) -> Result<AdjRibOut, SpeakerError> {
+        self.ask(|r| Request::AdjOut(id, family, r)).await?
+    }
+
     /// Best-path changes from now on, after a snapshot of the current ones.
     pub async fn subscribe(&self) -> Result<Subscription, SpeakerError> {
         self.ask(Request::Subscribe).await
@@ -280,6 +310,8 @@ struct PeerEntry {
     down_since: Option<Instant>,
     /// Graceful restart: stale routes of these families go when this deadline passes (or End-of-RIB arrives).
     stale_until: Option<(Instant, Vec<Family>)>,
+    last_notification_sent: Option<NotificationMsg>,
+    last_notification_received: Option<NotificationMsg>,
 }
 
 struct Core {
@@ -297,6 +329,8 @@ impl Core {
         mut events: mpsc::UnboundedReceiver<PeerEvent>,
     ) {
         loop {
+            // Paths are stamped with UNIX seconds, so their age is wall-clock time (the API shows it).
+            self.rib.set_clock(unix_seconds());
             let deadline = self
                 .peers
                 .values()
@@ -376,6 +410,20 @@ impl Core {
             Request::LocRib(family, reply) => {
                 let _ = reply.send(self.rib.iter_best(family).collect());
             }
+            Request::AdjIn(id, family, reply) => {
+                let r = self.rib.adj_rib_in(id, family).map(|mut v| {
+                    v.sort_by_key(|(p, _)| (p.network(), p.prefix_len()));
+                    v
+                });
+                let _ = reply.send(r.map_err(|_| SpeakerError::UnknownPeer(id)));
+            }
+            Request::AdjOut(id, family, reply) => {
+                let r = self.rib.adj_rib_out(id, family).map(|mut v| {
+                    v.sort_by_key(|(p, _)| (p.network(), p.prefix_len()));
+                    v
+                });
+                let _ = reply.send(r.map_err(|_| SpeakerError::UnknownPeer(id)));
+            }
             Request::Subscribe(reply) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut snapshot = Vec::new();
@@ -429,6 +477,8 @@ impl Core {
                 local: None,
                 down_since: None,
                 stale_until: None,
+                last_notification_sent: None,
+                last_notification_received: None,
             },
         );
         Ok(())
@@ -513,6 +563,16 @@ impl Core {
                     .into_iter()
                     .map(|f| (f, self.rib.adj_rib_out(*id, f).map_or(0, |v| v.len())))
                     .collect(),
+                received: [(Afi::Ipv4, Safi::Unicast), (Afi::Ipv6, Safi::Unicast)]
+                    .into_iter()
+                    .map(|f| {
+                        let accepted = self.rib.accepted_count(*id, f).unwrap_or(0);
+                        (f, accepted + self.rib.rejected_count(*id, f).unwrap_or(0))
+                    })
+                    .collect(),
+                stale: p.stale_until.clone(),
+                last_notification_sent: p.last_notification_sent.clone(),
+                last_notification_received: p.last_notification_received.clone(),
                 messages: p.handle.stats(),
                 admin_down: p.admin_down,
                 local: p.local,
@@ -558,10 +618,16 @@ impl Core {
             SessionEvent::Update(u) => self.update(id, &u),
             SessionEvent::RouteRefresh(family) => self.resend(id, &[family]),
             SessionEvent::NotificationSent(n) => {
-                info!(peer = %id, code = n.code, subcode = n.subcode, "NOTIFICATION sent")
+                info!(peer = %id, code = n.code, subcode = n.subcode, "NOTIFICATION sent");
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.last_notification_sent = Some(n);
+                }
             }
             SessionEvent::NotificationReceived(n) => {
-                info!(peer = %id, code = n.code, subcode = n.subcode, "NOTIFICATION received")
+                info!(peer = %id, code = n.code, subcode = n.subcode, "NOTIFICATION received");
+                if let Some(p) = self.peers.get_mut(&id) {
+                    p.last_notification_received = Some(n);
+                }
             }
         }
     }
@@ -774,6 +840,13 @@ pub fn build_updates(out: Vec<OutChange>) -> Vec<UpdateMsg> {
         }
     }
     updates
+}
+
+/// Seconds since the UNIX epoch (0 if the clock is before it; saturating in 2106).
+fn unix_seconds() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,31 +1,30 @@
 //! [`ApiBackend`] for the running [`Speaker`]: what the speaker's embedding API exposes, mapped to GoBGP's view.
 //!
-//! The speaker API has no Adj-RIB-In/-Out queries, no per-message counters and no administrative
-//! enable/disable yet: those requests answer [`ApiError::Unsupported`] (UNIMPLEMENTED on the wire) rather than
-//! empty or invented data.
+//! What the speaker does not track (withdrawal and discard counters, a neighbour's description, per-neighbour
+//! local AS) is shown as GoBGP shows an unset value, or refused with [`ApiError::Unsupported`] (UNIMPLEMENTED on
+//! the wire), never invented.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::backend::{
-    AdminState, ApiBackend, ApiError, Capability, Destination, FamilyState, GlobalInfo, NewPath,
-    PathDeletion, PathQuery, PeerConfig, PeerInfo, PeerTimers, ResetKind, RoutePath, SessionState,
-    TableKind, filter_destinations,
+    AdminState, ApiBackend, ApiError, Capability, Destination, FamilyState, GlobalInfo,
+    MessageCounters, NewPath, PathDeletion, PathQuery, PeerConfig, PeerInfo, PeerTimers, ResetKind,
+    RoutePath, SessionState, TableKind, filter_destinations,
 };
 use crate::fsm::State;
 use crate::packet::{Afi, Safi};
 use crate::rib::{PathSource, PeerId, Route};
-use crate::session::TtlMode;
+use crate::session::{MessageCounts, TtlMode};
 use crate::speaker::{Neighbor, NeighborState, Speaker, SpeakerConfig, SpeakerError};
 
-/// The speaker behind the API, with what the API must remember itself: the speaker's settings, when it started
-/// (paths carry no wall-clock age yet, so they show the time since then), and the handles of added paths.
+/// The speaker behind the API, with what the API must remember itself: the speaker's settings and the handles
+/// of added paths.
 pub struct SpeakerBackend {
     speaker: Speaker,
     config: SpeakerConfig,
-    started: SystemTime,
     originated: Mutex<HashMap<Vec<u8>, ipnet::IpNet>>,
     next_uuid: Mutex<u64>,
 }
@@ -35,7 +34,6 @@ impl SpeakerBackend {
         SpeakerBackend {
             speaker,
             config,
-            started: SystemTime::now(),
             originated: Mutex::new(HashMap::new()),
             next_uuid: Mutex::new(1),
         }
@@ -67,17 +65,32 @@ fn wall_clock(t: tokio::time::Instant) -> SystemTime {
     SystemTime::now() - tokio::time::Instant::now().saturating_duration_since(t)
 }
 
+fn counters(c: &MessageCounts) -> MessageCounters {
+    MessageCounters {
+        open: c.open,
+        update: c.update,
+        notification: c.notification,
+        keepalive: c.keepalive,
+        refresh: c.route_refresh,
+        total: c.total(),
+        ..Default::default()
+    }
+}
+
 fn peer_info(n: &NeighborState, local_asn: u32) -> PeerInfo {
     let neg = n.negotiated.as_ref();
+    let fsm = &n.neighbor.session.fsm;
     let mut families: Vec<FamilyState> = Vec::new();
-    for ((afi, _), count) in &n.accepted {
-        let count = count.to_owned() as u64;
+    for &(afi, safi) in &fsm.families {
+        let count = |m: &std::collections::BTreeMap<_, usize>| {
+            m.get(&(afi, safi)).copied().unwrap_or(0) as u64
+        };
         families.push(FamilyState {
-            afi: *afi,
+            afi,
             enabled: true,
-            received: count,
-            accepted: count,
-            advertised: 0,
+            received: count(&n.received),
+            accepted: count(&n.accepted),
+            advertised: count(&n.advertised),
             max_prefixes: None,
         });
     }
@@ -105,25 +118,36 @@ fn peer_info(n: &NeighborState, local_asn: u32) -> PeerInfo {
         description: String::new(),
         remote_router_id: neg.map(|g| g.peer_id),
         session_state: session_state(n.state),
-        admin_state: AdminState::Up,
+        admin_state: if n.admin_down {
+            AdminState::Down
+        } else {
+            AdminState::Up
+        },
         uptime: n.established_since.map(wall_clock),
-        downtime: None,
+        downtime: n.down_since.map(wall_clock),
         flops: n.flaps,
         timers: PeerTimers {
+            connect_retry: fsm.connect_retry_time.as_secs(),
+            hold_time: u64::from(fsm.hold_time),
+            // The FSM keeps alive at a third of the hold time (RFC 4271 §10's suggestion).
+            keepalive_interval: u64::from(fsm.hold_time / 3),
             negotiated_hold_time: hold,
             negotiated_keepalive_interval: keepalive,
             ..Default::default()
         },
-        sent: Default::default(),
-        received: Default::default(),
+        sent: counters(&n.messages.sent),
+        received: counters(&n.messages.received),
         families,
-        route_reflector_client: false,
+        route_reflector_client: n.neighbor.rib.route_reflector_client,
         cluster_id: None,
-        passive: false,
-        multihop_ttl: None,
-        local_address: None,
-        local_port: 0,
-        remote_port: 179,
+        passive: fsm.passive,
+        multihop_ttl: match n.neighbor.session.ttl {
+            TtlMode::Multihop(t) => Some(t),
+            _ => None,
+        },
+        local_address: n.local.map(|a| a.ip()),
+        local_port: n.local.map_or(0, |a| a.port()),
+        remote_port: n.neighbor.session.remote_port,
         local_capabilities: caps.clone(),
         remote_capabilities: caps,
     }
@@ -152,7 +176,7 @@ impl SpeakerBackend {
             prefix,
             attrs: (*r.attrs).clone(),
             best,
-            age: self.started + Duration::from_secs(u64::from(r.learned_at)),
+            age: UNIX_EPOCH + Duration::from_secs(u64::from(r.learned_at)),
             neighbor,
             source_asn,
             source_id,
@@ -189,19 +213,58 @@ impl ApiBackend for SpeakerBackend {
     }
 
     async fn paths(&self, query: PathQuery) -> Result<Vec<Destination>, ApiError> {
+        let family = (query.afi, Safi::Unicast);
         match query.table {
             TableKind::Global => {}
-            TableKind::AdjIn(_) | TableKind::AdjOut(_) => {
-                return Err(ApiError::Unsupported(
-                    "adj-in/adj-out tables of the speaker".into(),
-                ));
+            TableKind::AdjIn(addr) => {
+                let routes = self
+                    .speaker
+                    .adj_rib_in(PeerId::new(addr), family)
+                    .await
+                    .map_err(speaker_error)?;
+                let peers = self.speaker.neighbors().await.map_err(speaker_error)?;
+                let dests = routes
+                    .iter()
+                    .map(|(prefix, r)| Destination {
+                        prefix: *prefix,
+                        paths: vec![self.route_path(*prefix, r, false, &peers)],
+                    })
+                    .collect();
+                return Ok(filter_destinations(dests, &query.prefixes));
+            }
+            TableKind::AdjOut(addr) => {
+                let out = self
+                    .speaker
+                    .adj_rib_out(PeerId::new(addr), family)
+                    .await
+                    .map_err(speaker_error)?;
+                let now = SystemTime::now();
+                let dests = out
+                    .into_iter()
+                    .map(|(prefix, attrs)| Destination {
+                        prefix,
+                        paths: vec![RoutePath {
+                            prefix,
+                            attrs: (*attrs).clone(),
+                            best: false,
+                            // The Adj-RIB-Out keeps no send time; GoBGP shows the time of the query too.
+                            age: now,
+                            neighbor: None,
+                            source_asn: self.config.asn,
+                            source_id: None,
+                            is_from_external: false,
+                            filtered: false,
+                            stale: false,
+                            path_id: 0,
+                            local_path_id: 0,
+                            uuid: Vec::new(),
+                        }],
+                    })
+                    .collect();
+                return Ok(filter_destinations(dests, &query.prefixes));
             }
         }
-        let rib = self
-            .speaker
-            .loc_rib((query.afi, Safi::Unicast))
-            .await
-            .map_err(speaker_error)?;
+        let rib = self.speaker.loc_rib(family).await.map_err(speaker_error)?;
         let peers = self.speaker.neighbors().await.map_err(speaker_error)?;
         let uuids = self
             .originated
@@ -288,11 +351,6 @@ impl ApiBackend for SpeakerBackend {
     }
 
     async fn add_peer(&self, c: PeerConfig) -> Result<(), ApiError> {
-        if c.admin_down {
-            return Err(ApiError::Unsupported(
-                "adding a neighbour administratively down".into(),
-            ));
-        }
         if c.local_asn.is_some_and(|a| a != self.config.asn) {
             return Err(ApiError::Unsupported("a per-neighbour local AS".into()));
         }
@@ -315,7 +373,16 @@ impl ApiBackend for SpeakerBackend {
             n.session.ttl = TtlMode::Multihop(ttl);
         }
         n.rib.route_reflector_client = c.route_reflector_client;
-        self.speaker.add_peer(n).await.map_err(speaker_error)
+        let id = n.id();
+        self.speaker.add_peer(n).await.map_err(speaker_error)?;
+        if c.admin_down {
+            // Stopped before its first connection attempt can finish (the session task handles commands in order).
+            self.speaker
+                .set_peer_enabled(id, false)
+                .await
+                .map_err(speaker_error)?;
+        }
+        Ok(())
     }
 
     async fn delete_peer(&self, address: IpAddr) -> Result<(), ApiError> {
@@ -325,16 +392,19 @@ impl ApiBackend for SpeakerBackend {
             .map_err(speaker_error)
     }
 
-    async fn enable_peer(&self, _address: IpAddr) -> Result<(), ApiError> {
-        Err(ApiError::Unsupported(
-            "enable/disable of a neighbour".into(),
-        ))
+    async fn enable_peer(&self, address: IpAddr) -> Result<(), ApiError> {
+        self.speaker
+            .set_peer_enabled(PeerId::new(address), true)
+            .await
+            .map_err(speaker_error)
     }
 
-    async fn disable_peer(&self, _address: IpAddr, _communication: String) -> Result<(), ApiError> {
-        Err(ApiError::Unsupported(
-            "enable/disable of a neighbour".into(),
-        ))
+    /// The shutdown communication (RFC 8203) is not sent: the session's Cease carries no data.
+    async fn disable_peer(&self, address: IpAddr, _communication: String) -> Result<(), ApiError> {
+        self.speaker
+            .set_peer_enabled(PeerId::new(address), false)
+            .await
+            .map_err(speaker_error)
     }
 
     async fn reset_peer(&self, address: Option<IpAddr>, kind: ResetKind) -> Result<(), ApiError> {

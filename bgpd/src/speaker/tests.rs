@@ -834,3 +834,137 @@ fn interop_with_bird_ipv4_routes_over_an_ipv6_session() {
     assert_eq!(neg.families.len(), 2);
     assert!(neg.next_hop_allowed((Afi::Ipv4, Safi::Unicast), Afi::Ipv6));
 }
+
+#[tokio::test]
+async fn adj_rib_queries_received_counts_and_wall_clock_ages() {
+    use crate::api::{AdminState, ApiBackend, PathQuery, SpeakerBackend, TableKind};
+    let ((a, nb), (b, _na)) = two_speakers().await;
+    let mut sub = Watch::new(b.subscribe().await.unwrap());
+    let before = unix_seconds();
+    a.originate("198.18.3.0/24".parse().unwrap(), PathAttributes::default())
+        .await
+        .unwrap();
+    a.originate("fd00:3::/64".parse().unwrap(), PathAttributes::default())
+        .await
+        .unwrap();
+    sub.until("198.18.3.0/24", |n| !n.is_empty()).await;
+    sub.until("fd00:3::/64", |n| !n.is_empty()).await;
+    let a_id = PeerId::new(IpAddr::V4(LO1));
+
+    // B's Adj-RIB-In from A: the route, fresh, stamped with the wall clock.
+    let adj_in = b.adj_rib_in(a_id, V4).await.unwrap();
+    assert_eq!(adj_in.len(), 1, "{adj_in:?}");
+    assert_eq!(adj_in[0].0, "198.18.3.0/24".parse::<IpNet>().unwrap());
+    assert!(!adj_in[0].1.stale);
+    let learned = adj_in[0].1.learned_at;
+    assert!(
+        learned >= before && learned <= unix_seconds(),
+        "learned_at {learned} not within [{before}, now]"
+    );
+    // A's Adj-RIB-Out towards B: the IPv6 route with A's configured IPv6 next hop.
+    let out = a.adj_rib_out(nb.id(), V6).await.unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, "fd00:3::/64".parse::<IpNet>().unwrap());
+    assert_eq!(out[0].1.next_hop, Some("fd00::a".parse().unwrap()));
+    assert!(a.adj_rib_out(nb.id(), V4).await.unwrap().len() == 1);
+    let unknown = PeerId::new("198.18.9.9".parse().unwrap());
+    assert!(matches!(
+        b.adj_rib_in(unknown, V4).await,
+        Err(SpeakerError::UnknownPeer(_))
+    ));
+    assert!(matches!(
+        a.adj_rib_out(unknown, V6).await,
+        Err(SpeakerError::UnknownPeer(_))
+    ));
+    let n = wait_state(&b, State::Established).await;
+    assert_eq!(n.received.get(&V4), Some(&1));
+    assert_eq!(n.received.get(&V6), Some(&1));
+    assert_eq!(n.stale, None);
+
+    // The same through the API backend: adj-in/adj-out tables, counters, timers, enable/disable.
+    let cfg = SpeakerConfig {
+        asn: 65002,
+        router_id: Ipv4Addr::new(198, 18, 0, 2),
+        cluster_id: None,
+        listen: vec![],
+    };
+    let api = SpeakerBackend::new(b.clone(), cfg);
+    let dests = api
+        .paths(PathQuery {
+            table: TableKind::AdjIn(IpAddr::V4(LO1)),
+            afi: Afi::Ipv6,
+            prefixes: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(dests.len(), 1);
+    assert_eq!(dests[0].paths[0].neighbor, Some(IpAddr::V4(LO1)));
+    let age = dests[0].paths[0]
+        .age
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(
+        age,
+        u64::from(b.adj_rib_in(a_id, V6).await.unwrap()[0].1.learned_at)
+    );
+    let api_a = SpeakerBackend::new(
+        a.clone(),
+        SpeakerConfig {
+            asn: 65001,
+            router_id: Ipv4Addr::new(198, 18, 0, 1),
+            cluster_id: None,
+            listen: vec![],
+        },
+    );
+    let out = api_a
+        .paths(PathQuery {
+            table: TableKind::AdjOut(IpAddr::V4(LO2)),
+            afi: Afi::Ipv4,
+            prefixes: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].prefix, "198.18.3.0/24".parse::<IpNet>().unwrap());
+    let peer = api.peers(Some(IpAddr::V4(LO1))).await.unwrap().remove(0);
+    assert_eq!(peer.timers.hold_time, 9);
+    assert_eq!(peer.timers.keepalive_interval, 3);
+    assert_eq!(peer.timers.negotiated_hold_time, 9);
+    assert!(
+        peer.received.update >= 2 && peer.received.open >= 1,
+        "{:?}",
+        peer.received
+    );
+    assert_eq!(
+        peer.received.total,
+        n.messages.received.total().max(peer.received.total)
+    );
+    assert!(peer.sent.keepalive >= 1, "{:?}", peer.sent);
+    let v4 = peer.families.iter().find(|f| f.afi == Afi::Ipv4).unwrap();
+    assert_eq!((v4.received, v4.accepted, v4.advertised), (1, 1, 0));
+    assert_eq!(peer.local_address, Some(IpAddr::V4(LO2)));
+    assert_eq!(peer.admin_state, AdminState::Up);
+    api.disable_peer(IpAddr::V4(LO1), String::new())
+        .await
+        .unwrap();
+    sub.until("198.18.3.0/24", |n| n.is_empty()).await;
+    let peer = api.peers(Some(IpAddr::V4(LO1))).await.unwrap().remove(0);
+    assert_eq!(peer.admin_state, AdminState::Down);
+    assert!(peer.downtime.is_some());
+    assert_eq!(
+        peer.sent.notification, 1,
+        "a Cease on disable: {:?}",
+        peer.sent
+    );
+    api.enable_peer(IpAddr::V4(LO1)).await.unwrap();
+    sub.until("198.18.3.0/24", |n| !n.is_empty()).await;
+    let n = wait_state(&b, State::Established).await;
+    assert!(!n.admin_down);
+    assert_eq!(
+        n.last_notification_sent.map(|m| (m.code, m.subcode)),
+        Some((6, 2))
+    );
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
