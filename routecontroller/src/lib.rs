@@ -3,6 +3,6 @@
 //! and the node's CNI conflist (bridge + host-local).
 
 pub mod cni;
+pub mod controller;
 pub mod dataplane;
 pub mod model;
-pub mod controller;
