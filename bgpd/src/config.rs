@@ -363,7 +363,7 @@ pub struct GlobalConfig {
     pub listen_addresses: Vec<IpAddr>,
     pub listen_port: u16,
     pub cluster_id: Option<Ipv4Addr>,
-    /// Loopback port of the GoBGP-compatible gRPC API; `None`: no API.
+    /// Loopback port of the GoBGP-compatible gRPC API; `None` (or 0): no API.
     pub grpc_port: Option<u16>,
     pub log_format: LogFormat,
 }

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use bgpd::api::{ApiServer, SpeakerBackend};
 use bgpd::config::{Config, GlobalConfig, LogFormat};
 use bgpd::packet::{Afi, AsPathSegment, PathAttributes, Safi};
 use bgpd::rib::{PathSource, PeerId};
@@ -98,9 +100,31 @@ async fn run(args: Args, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.global.grpc_port.is_some() {
-        // The gRPC API needs an `ApiBackend` for `Speaker`, which bgpd does not have yet.
-        warn!("global.grpc_port is set but this build has no gRPC API: ignored");
+    // The GoBGP-compatible API on loopback (DESIGN: never elsewhere); stopped with the speaker.
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut api_task = None;
+    if let Some(port) = config.global.grpc_port {
+        match ApiServer::bind(port).await {
+            Ok(Some(api)) => {
+                let backend = Arc::new(SpeakerBackend::new(
+                    speaker.clone(),
+                    config.speaker_config(),
+                ));
+                api_task = Some(tokio::spawn(async move {
+                    if let Err(e) = api
+                        .serve(backend, async move {
+                            let _ = api_stopped.await;
+                        })
+                        .await
+                    {
+                        error!(error = %e, "gRPC API stopped");
+                    }
+                }));
+            }
+            Ok(None) => info!("gRPC API disabled (port 0)"),
+            // Routing goes on without the API; it is for people and the CLI.
+            Err(e) => error!(port, error = %e, "gRPC API not started"),
+        }
     }
     let mut running = Running {
         config: Config {
@@ -146,6 +170,10 @@ async fn run(args: Args, config: Config) -> ExitCode {
         }
     }
     info!("shutting down: Cease to every neighbor");
+    let _ = api_stop.send(());
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
     if let Err(e) = speaker.shutdown().await {
         warn!(error = %e, "speaker shutdown");
     }

@@ -52,6 +52,8 @@ pub struct BgpdNeighbor {
     pub route_reflector_client: bool,
     pub next_hop_ipv4: Option<IpAddr>,
     pub next_hop_ipv6: Option<IpAddr>,
+    /// `[neighbor.import] default = "deny"`: accept nothing from this neighbour.
+    pub import_deny_all: bool,
 }
 
 impl BgpdNeighbor {
@@ -64,6 +66,7 @@ impl BgpdNeighbor {
             route_reflector_client: false,
             next_hop_ipv4: None,
             next_hop_ipv6: None,
+            import_deny_all: false,
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct BgpdConfig {
     pub listen: Vec<IpAddr>,
     pub neighbors: Vec<BgpdNeighbor>,
     pub originate: Vec<IpNet>,
+    /// The loopback gRPC API port (GoBGP-compatible; the stock `gobgp` CLI works against it).
+    pub grpc_port: Option<u16>,
 }
 
 impl BgpdConfig {
@@ -88,6 +93,9 @@ impl BgpdConfig {
             self.router_id,
             q(&listen)
         );
+        if let Some(p) = self.grpc_port {
+            c.push_str(&format!("grpc_port = {p}\n"));
+        }
         for n in &self.neighbors {
             let fams: Vec<String> = n.families.iter().map(|f| format!("\"{f}\"")).collect();
             c.push_str(&format!(
@@ -107,6 +115,9 @@ impl BgpdConfig {
             }
             if let Some(a) = n.next_hop_ipv6 {
                 c.push_str(&format!("next_hop_ipv6 = \"{a}\"\n"));
+            }
+            if n.import_deny_all {
+                c.push_str("[neighbor.import]\ndefault = \"deny\"\n");
             }
         }
         for p in &self.originate {
@@ -221,6 +232,39 @@ impl Bgpd {
                 established_secs: n["established_secs"].as_f64(),
                 flaps: n["flaps"].as_u64().unwrap_or_default(),
             })
+    }
+
+    /// The next hop of `prefix` as bgpd's gRPC API reports it to the stock `gobgp` CLI (run in `netns`).
+    pub fn api_next_hop(netns: &str, port: u16, prefix: IpNet) -> Option<IpAddr> {
+        let afi = if prefix.addr().is_ipv6() {
+            "ipv6"
+        } else {
+            "ipv4"
+        };
+        let p = port.to_string();
+        let out = xcluster_tests::exec_in(
+            netns,
+            &[
+                "gobgp",
+                "-u",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "global",
+                "rib",
+                "-a",
+                afi,
+                &prefix.to_string(),
+                "-j",
+            ],
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v[prefix.to_string()][0]["attrs"]
+            .as_array()?
+            .iter()
+            .find_map(|a| a["nexthop"].as_str())
+            .and_then(|a| a.parse().ok())
     }
 
     pub fn loc_rib(&mut self, guard: &Guard) -> Vec<BestPath> {

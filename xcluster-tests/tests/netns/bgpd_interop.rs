@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use xcluster_tests::bgp::{AfiSafi, BgpSpeaker, Bird, Frr, Neighbor, RouterSpec};
+use xcluster_tests::bgp::{AfiSafi, BgpSpeaker, Bird, Frr, Gobgp, Neighbor, RouterSpec};
 use xcluster_tests::{
     AddressPlan, Family, Router, Topology, TopologyBuilder, require_root_and_tools, wait_until,
 };
@@ -16,16 +16,21 @@ use super::bgpd_common::{
     Bgpd, BgpdConfig, BgpdNeighbor, ROUTE_TIMEOUT, SESSION_TIMEOUT, require_bgpd,
 };
 
+/// bgpd's gRPC API port inside its namespace (loopback only).
+const API_PORT: u16 = 50051;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Peer {
     Bird,
     Frr,
+    Gobgp,
 }
 
 /// A started peer daemon, kept for its CLI.
 enum PeerHandle {
     Bird(Bird),
     Frr(Frr),
+    Gobgp(Gobgp),
 }
 
 impl PeerHandle {
@@ -33,6 +38,7 @@ impl PeerHandle {
         match self {
             PeerHandle::Bird(b) => b,
             PeerHandle::Frr(f) => f,
+            PeerHandle::Gobgp(g) => g,
         }
     }
 
@@ -61,6 +67,23 @@ impl PeerHandle {
                     .iter()
                     .find(|n| n["scope"].as_str() != Some("link-local"))
                     .and_then(|n| n["ip"].as_str())
+                    .and_then(|a| a.parse().ok())
+            }
+            PeerHandle::Gobgp(g) => {
+                let afi = if prefix.addr().is_ipv6() {
+                    "ipv6"
+                } else {
+                    "ipv4"
+                };
+                let out = g
+                    .cli(&["global", "rib", "-a", afi, &prefix.to_string(), "-j"])
+                    .ok()?;
+                let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+                // NEXT_HOP (type 3) or MP_REACH_NLRI (type 14) carry a "nexthop" field.
+                v[prefix.to_string()][0]["attrs"]
+                    .as_array()?
+                    .iter()
+                    .find_map(|a| a["nexthop"].as_str())
                     .and_then(|a| a.parse().ok())
             }
         }
@@ -101,6 +124,7 @@ fn start_peer(topo: &Topology, peer: Peer, router: &Router, spec: &RouterSpec) -
     match peer {
         Peer::Bird => PeerHandle::Bird(Bird::start(g, ns, &label, spec).expect("start bird")),
         Peer::Frr => PeerHandle::Frr(Frr::start(g, ns, &label, spec).expect("start frr")),
+        Peer::Gobgp => PeerHandle::Gobgp(Gobgp::start(g, ns, &label, spec).expect("start gobgpd")),
     }
 }
 
@@ -108,11 +132,13 @@ fn tools(peer: Peer) -> &'static [&'static str] {
     match peer {
         Peer::Bird => &["ip", "bird", "birdc"],
         Peer::Frr => &["ip", "vtysh"],
+        Peer::Gobgp => &["ip", "gobgpd", "gobgp"],
     }
 }
 
 fn ready(peers: &[Peer]) -> bool {
     let mut t: Vec<&str> = peers.iter().flat_map(|p| tools(*p)).copied().collect();
+    t.push("gobgp"); // the stock CLI against bgpd's gRPC API
     t.dedup();
     require_root_and_tools(&t) && require_bgpd().is_some()
 }
@@ -201,6 +227,7 @@ fn bgpd_config(
         listen: plan.families().iter().map(|f| addr(me, *f)).collect(),
         neighbors,
         originate: prefixes(plan, me.index),
+        grpc_port: Some(API_PORT),
     }
 }
 
@@ -233,6 +260,13 @@ fn interop(peer: Peer, plan: AddressPlan, ibgp: bool) {
 
     // The peer's routes in bgpd, each with the peer's next hop of the right family.
     for prefix in prefixes(plan, r2.index) {
+        if peer == Peer::Gobgp && plan == AddressPlan::DualStackV4Primary && prefix.addr().is_ipv6()
+        {
+            // GoBGP puts the IPv4-mapped ::ffff:<its IPv4> on IPv6 routes over an IPv4 session (its config has
+            // no IPv6 next hop for such a session), and bgpd's RIB currently accepts it: not a next hop this
+            // test can call right, so only the other direction is checked for this family.
+            continue;
+        }
         let want = expected_next_hop(plan, r2, &prefix);
         let best = bgpd.wait_best(g, prefix, "learned from the peer", |b| b.is_some());
         assert_eq!(
@@ -241,6 +275,12 @@ fn interop(peer: Peer, plan: AddressPlan, ibgp: bool) {
             "{peer:?} {plan:?}: {prefix}"
         );
         assert_eq!(best.and_then(|b| b.from), Some(session));
+        // The same through bgpd's gRPC API and the stock gobgp CLI.
+        assert_eq!(
+            Bgpd::api_next_hop(&r1.netns, API_PORT, prefix),
+            Some(want),
+            "gobgp global rib in r1: {prefix}"
+        );
     }
     // bgpd's routes at the peer, with bgpd's next hop of the right family.
     for prefix in prefixes(plan, r1.index) {
@@ -255,15 +295,33 @@ fn interop(peer: Peer, plan: AddressPlan, ibgp: bool) {
     for prefix in prefixes(plan, r1.index) {
         p.wait_absent(prefix);
     }
-    // Withdrawal from BIRD: its static protocols stop.
-    if let PeerHandle::Bird(b) = &p {
-        for f in plan.families() {
-            let proto = match f {
-                Family::V6 => "static_ipv6",
-                Family::V4 => "static_ipv4",
-            };
-            b.birdc(&["disable", proto]).unwrap();
+    // Withdrawal from the peer: BIRD's static protocols stop, GoBGP deletes its paths (FRR: not done here).
+    let withdrawn = match &p {
+        PeerHandle::Bird(b) => {
+            for f in plan.families() {
+                let proto = match f {
+                    Family::V6 => "static_ipv6",
+                    Family::V4 => "static_ipv4",
+                };
+                b.birdc(&["disable", proto]).unwrap();
+            }
+            true
         }
+        PeerHandle::Gobgp(gb) => {
+            for prefix in prefixes(plan, r2.index) {
+                let afi = if prefix.addr().is_ipv6() {
+                    "ipv6"
+                } else {
+                    "ipv4"
+                };
+                gb.cli(&["global", "rib", "-a", afi, "del", &prefix.to_string()])
+                    .unwrap();
+            }
+            true
+        }
+        PeerHandle::Frr(_) => false,
+    };
+    if withdrawn {
         for prefix in prefixes(plan, r2.index) {
             bgpd.wait_best(g, prefix, "withdrawn", |b| b.is_none());
         }
@@ -325,6 +383,31 @@ fn bgpd_frr_ebgp_ipv4_only() {
 #[test]
 fn bgpd_frr_ibgp_dual_stack_v6_primary() {
     interop(Peer::Frr, AddressPlan::DualStackV6Primary, true);
+}
+
+#[test]
+fn bgpd_gobgp_ebgp_ipv6_only() {
+    interop(Peer::Gobgp, AddressPlan::Ipv6Only, false);
+}
+
+#[test]
+fn bgpd_gobgp_ebgp_dual_stack_v6_primary() {
+    interop(Peer::Gobgp, AddressPlan::DualStackV6Primary, false);
+}
+
+#[test]
+fn bgpd_gobgp_ebgp_dual_stack_v4_primary() {
+    interop(Peer::Gobgp, AddressPlan::DualStackV4Primary, false);
+}
+
+#[test]
+fn bgpd_gobgp_ebgp_ipv4_only() {
+    interop(Peer::Gobgp, AddressPlan::Ipv4Only, false);
+}
+
+#[test]
+fn bgpd_gobgp_ibgp_dual_stack_v6_primary() {
+    interop(Peer::Gobgp, AddressPlan::DualStackV6Primary, true);
 }
 
 /// bgpd (r1) reflects between two iBGP BIRD clients (r2, r3): each learns the other's prefixes with the
@@ -409,8 +492,8 @@ fn bird_since(b: &PeerHandle, proto: &str) -> String {
         .join(" ")
 }
 
-/// SIGHUP adds a neighbour (r3) without touching the session with r2; a bad config on reload is refused and
-/// changes nothing; SIGTERM closes the sessions with a NOTIFICATION (Cease).
+/// SIGHUP adds a neighbour (r3) without touching the session with r2, then changes r2's import policy in place;
+/// a bad config on reload is refused and changes nothing; SIGTERM closes the sessions with a NOTIFICATION (Cease).
 fn sighup(plan: AddressPlan) {
     if !ready(&[Peer::Bird]) {
         return;
@@ -472,6 +555,27 @@ fn sighup(plan: AddressPlan) {
         bird_since(&b2, "peer1"),
         since2,
         "BIRD saw the session with bgpd restart"
+    );
+
+    // A policy change applies in place: r2's routes go (ROUTE-REFRESH + re-evaluation), the session stays.
+    let mut deny = more.clone();
+    deny.neighbors[0].import_deny_all = true;
+    bgpd.reload_with(&deny.toml());
+    for prefix in prefixes(plan, r2.index) {
+        bgpd.wait_best(g, prefix, "rejected by the new import policy", |b| {
+            b.is_none()
+        });
+    }
+    let after = bgpd.neighbor(g, s2).unwrap();
+    assert_eq!(
+        (after.state.as_str(), after.flaps),
+        ("Established", 0),
+        "{after:?}"
+    );
+    assert_eq!(
+        bird_since(&b2, "peer1"),
+        since2,
+        "a policy change restarted the session"
     );
 
     // A bad config is refused: bgpd keeps running with the old one.
