@@ -26,6 +26,8 @@ use crate::flags::{LogFormat, RunArgs, SourceArgs};
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the local Node may be missing after the first sync before the daemon gives up.
 const LOCAL_NODE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the controllers and the API get to stop after SIGTERM (well inside a pod's grace period).
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Sets up `tracing` (`RUST_LOG`, default `info`) in the chosen format.
 pub fn init_logging(format: LogFormat) {
@@ -67,27 +69,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let changes = stores.changes();
     let kinds = args.watched_kinds();
     let mut tasks: JoinSet<anyhow::Result<&'static str>> = JoinSet::new();
-    match &args.source {
+    // The source has no shutdown of its own (it runs until dropped): it is aborted last.
+    let mut source_task = match &args.source {
         SourceArgs::Dir(dir) => {
             let source = DirSource::new(dir.clone())?;
-            tasks.spawn(async move {
-                source.run(writers).await?;
-                Ok("cluster source")
-            });
+            tokio::spawn(async move { source.run(writers).await })
         }
         SourceArgs::Kube { kubeconfig } => {
             let client = KubeSource::client(kubeconfig.as_deref()).await?;
             let source = KubeSource::new(client).kinds(&kinds);
-            tasks.spawn(async move {
-                source.run(writers).await?;
-                Ok("cluster source")
-            });
+            tokio::spawn(async move { source.run(writers).await })
         }
-    }
+    };
     let signal = termination();
     tokio::pin!(signal);
     tokio::select! {
         ready = stores.wait_until_ready(&kinds, SYNC_TIMEOUT) => ready?,
+        done = &mut source_task => return Err(match done {
+            Ok(Ok(())) => anyhow!("the cluster source stopped before the first sync"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("cluster source"),
+            Err(e) => anyhow!("the cluster source panicked: {e}"),
+        }),
         sig = &mut signal => { info!(signal = sig?, "stopping before the first sync"); return Ok(()); }
     }
     info!(kinds = ?kinds, "cluster objects synced");
@@ -159,6 +161,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow!("a task panicked: {e}")),
         },
+        done = &mut source_task => match done {
+            Ok(Ok(())) => Err(anyhow!("the cluster source stopped unexpectedly")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("cluster source")),
+            Err(e) => Err(anyhow!("the cluster source panicked: {e}")),
+        },
     };
     let _ = shutdown_tx.send(true);
     // Give the controllers and the API a bounded time to finish what they are doing.
@@ -169,13 +176,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(5), drain)
-        .await
-        .is_err()
-    {
-        warn!("tasks did not stop within 5 s; aborting them");
+    if tokio::time::timeout(STOP_TIMEOUT, drain).await.is_err() {
+        warn!("tasks did not stop within {STOP_TIMEOUT:?}; aborting them");
         tasks.abort_all();
     }
+    source_task.abort();
     if let Some(bgp) = speaker
         && let Err(e) = bgp.shutdown().await
     {

@@ -509,6 +509,7 @@ fn router_e2e(plan: AddressPlan) {
     let edge_bird =
         Bird::start(c.topo.guard(), &edge.netns, "bird-edge", &edge_spec).expect("start edge bird");
     let pid_before = c.fairlead[&1];
+    let log_mark = c.log(1).len();
     c.write_node(
         1,
         &[(
@@ -539,6 +540,97 @@ fn router_e2e(plan: AddressPlan) {
         !c.fairlead_routes(2).contains(&edge_prefix),
         "node2 installed the edge prefix"
     );
+    let since = c.log(1).split_off(log_mark);
+    assert!(
+        since.contains("BGP peer added")
+            && !since.contains("BGP peer updated")
+            && !since.contains("BGP peer removed"),
+        "the annotation must add one session and touch no other:\n{since}"
+    );
+
+    // Bad input: an annotation that does not parse is logged with the node's name and skipped; the node keeps
+    // its sessions and routes and its pods stay reachable.
+    c.write_node(
+        2,
+        &[(
+            "fairlead.io/peers",
+            "- remoteIP: not-an-address\n  remoteASN: 65001\n".into(),
+        )],
+    );
+    wait_until(
+        "node2 logs the bad annotation",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || {
+            c.log(2).lines().any(|l| {
+                l.contains("WARN") && l.contains("node2") && l.contains("fairlead.io/peers")
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(
+        c.fairlead_alive(2),
+        "fairlead on node2 exited:\n{}",
+        c.log(2)
+    );
+    for &family in plan.families() {
+        let to = pods[&2].ip(family).unwrap();
+        c.wait_ping(
+            &pods[&1],
+            to,
+            &format!("pod on node1 still pings {to} on node2"),
+        );
+        let addr = c.node(2).address(family).unwrap();
+        assert!(
+            c.tor.session_established(addr).unwrap(),
+            "ToR session with node2 ({addr}) lost"
+        );
+    }
+
+    // Restart: SIGTERM stops fairlead cleanly and leaves its kernel routes (no flush); a new fairlead reads them
+    // back, keeps them, and converges again.
+    let before = c.fairlead_routes(2);
+    assert!(!before.is_empty());
+    c.stop_fairlead(2);
+    let stopped_log = c.log(2);
+    assert!(
+        stopped_log.contains("fairlead stopped") && !stopped_log.contains("ERROR"),
+        "unclean stop:\n{}",
+        tail(&stopped_log, 8)
+    );
+    let after_stop = c.fairlead_routes(2);
+    for r in &before {
+        assert!(
+            after_stop.contains(r),
+            "{r} flushed on stop: {after_stop:?}"
+        );
+    }
+    c.start_fairlead(2);
+    wait_until(
+        "node2 reads back its routes",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || {
+            c.log(2)
+                .contains("kept the kernel routes of the previous run")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    c.wait_tor_sessions(2);
+    for &family in plan.families() {
+        let to = pods[&2].ip(family).unwrap();
+        c.wait_ping(
+            &pod4,
+            to,
+            &format!("pod on node4 pings {to} on node2 after its restart"),
+        );
+        let back = pod4.ip(family).unwrap();
+        c.wait_ping(
+            &pods[&2],
+            back,
+            &format!("pod on node2 pings {back} after its restart"),
+        );
+    }
 }
 
 #[test]
