@@ -24,3 +24,7 @@ mod bgpd_interop;
 /// End to end: the `fairlead` binary per node (`--objects-from`), BIRD as ToR, CNI pods from fairlead's conflist.
 #[path = "netns/e2e_router.rs"]
 mod e2e_router;
+
+/// NetworkPolicy truth tables probed for real between CNI pods on 2 nodes, fairlead's firewall dataplane per node.
+#[path = "netns/firewall.rs"]
+mod firewall_policy;
