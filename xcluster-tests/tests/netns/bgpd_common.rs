@@ -54,6 +54,8 @@ pub struct BgpdNeighbor {
     pub next_hop_ipv6: Option<IpAddr>,
     /// `[neighbor.import] default = "deny"`: accept nothing from this neighbour.
     pub import_deny_all: bool,
+    /// TCP-MD5 key.
+    pub password: Option<String>,
 }
 
 impl BgpdNeighbor {
@@ -67,6 +69,7 @@ impl BgpdNeighbor {
             next_hop_ipv4: None,
             next_hop_ipv6: None,
             import_deny_all: false,
+            password: None,
         }
     }
 }
@@ -115,6 +118,9 @@ impl BgpdConfig {
             }
             if let Some(a) = n.next_hop_ipv6 {
                 c.push_str(&format!("next_hop_ipv6 = \"{a}\"\n"));
+            }
+            if let Some(p) = &n.password {
+                c.push_str(&format!("password = \"{p}\"\n"));
             }
             if n.import_deny_all {
                 c.push_str("[neighbor.import]\ndefault = \"deny\"\n");

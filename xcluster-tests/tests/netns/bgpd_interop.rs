@@ -695,3 +695,61 @@ fn bgpd_sighup_adds_neighbor_dual_stack_v4_primary() {
 fn bgpd_sighup_adds_neighbor_ipv4_only() {
     sighup(AddressPlan::Ipv4Only);
 }
+
+/// TCP-MD5 from the config file: bgpd and BIRD with the same key peer; a BIRD with another key never does.
+fn md5(plan: AddressPlan) {
+    if !ready(&[Peer::Bird]) {
+        return;
+    }
+    let topo = topology(plan, &["r1", "r2", "r3"]);
+    let g = topo.guard();
+    let (r1, r2, r3) = (
+        topo.router("r1").unwrap(),
+        topo.router("r2").unwrap(),
+        topo.router("r3").unwrap(),
+    );
+    let mut n2 = bgpd_neighbor(plan, r1, r2, 65002);
+    n2.password = Some("fairlead-md5".into());
+    let mut n3 = bgpd_neighbor(plan, r1, r3, 65003);
+    n3.password = Some("fairlead-md5".into());
+    let mut bgpd = Bgpd::start(
+        g,
+        &r1.netns,
+        "bgpd-md5",
+        &bgpd_config(plan, r1, 65001, vec![n2, n3]),
+    );
+    let mut spec2 = peer_spec(plan, r2, 65002, r1, 65001);
+    spec2.neighbors[0] = spec2.neighbors[0].clone().password("fairlead-md5");
+    let mut spec3 = peer_spec(plan, r3, 65003, r1, 65001);
+    spec3.neighbors[0] = spec3.neighbors[0].clone().password("another-key");
+    let _b2 = start_peer(&topo, Peer::Bird, r2, &spec2);
+    let b3 = start_peer(&topo, Peer::Bird, r3, &spec3);
+    bgpd.wait_established(g, addr(r2, plan.primary()));
+    for prefix in prefixes(plan, r2.index) {
+        bgpd.wait_best(g, prefix, "learned over the MD5 session", |b| b.is_some());
+    }
+    // r3 has had as long as r2 needed and more (BIRD retries every 2 s): still nothing.
+    std::thread::sleep(Duration::from_secs(5));
+    let n = bgpd.neighbor(g, addr(r3, plan.primary())).unwrap();
+    assert_ne!(n.state, "Established", "a wrong MD5 key was accepted");
+    assert!(
+        !b3.speaker()
+            .session_established(addr(r1, plan.primary()))
+            .unwrap()
+    );
+}
+
+#[test]
+fn bgpd_md5_ipv6_only() {
+    md5(AddressPlan::Ipv6Only);
+}
+
+#[test]
+fn bgpd_md5_dual_stack_v4_primary() {
+    md5(AddressPlan::DualStackV4Primary);
+}
+
+#[test]
+fn bgpd_md5_ipv4_only() {
+    md5(AddressPlan::Ipv4Only);
+}
