@@ -79,6 +79,30 @@ fn tor_prefixes(plan: AddressPlan) -> Vec<IpNet> {
         .collect()
 }
 
+/// Prefixes the ToR also announces that no node may install: a default route, a prefix inside the cluster's
+/// pod range (a hijack of a node's pod CIDR), and one outside `--peer-router-import-prefixes`.
+fn filtered_prefixes(plan: AddressPlan) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for f in plan.families() {
+        let list: [&str; 3] = match f {
+            Family::V6 => ["::/0", "fd00:10:244:9::/64", "fd00:99:77::/48"],
+            Family::V4 => ["0.0.0.0/0", "198.19.9.0/24", "198.18.170.0/24"],
+        };
+        out.extend(list.iter().map(|p| p.parse::<IpNet>().unwrap()));
+    }
+    out
+}
+
+/// `--peer-router-import-prefixes`: the ToR's and the edge router's prefixes.
+fn import_prefixes(plan: AddressPlan) -> String {
+    let mut list = tor_prefixes(plan);
+    list.push(edge_prefix(plan));
+    list.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The edge router's prefix (announced to node1 only, over the annotation's session).
 fn edge_prefix(plan: AddressPlan) -> IpNet {
     match plan.primary() {
@@ -135,6 +159,9 @@ impl Cluster {
                 &["ip", "addr", "add", &owned.to_string(), "dev", "lo"],
             )
             .unwrap();
+        }
+        for prefix in filtered_prefixes(plan) {
+            spec = spec.announce(prefix);
         }
         let bird = Bird::start(topo.guard(), &tor.netns, "bird-tor", &spec).expect("start bird");
         // Replies to pods need the pod routes in the ToR's kernel: BIRD exports its BGP routes there.
@@ -259,6 +286,8 @@ impl Cluster {
                     "--run-firewall=false",
                     "--health-port",
                     "0",
+                    "--peer-router-import-prefixes",
+                    &import_prefixes(plan),
                 ],
             )
             .expect("spawn fairlead");
@@ -331,6 +360,11 @@ impl Cluster {
             let text = exec_in(ns, &["ip", family, "route", "show", "proto", "44"]).unwrap();
             for line in text.lines().filter(|l| !l.starts_with(char::is_whitespace)) {
                 if let Some(dst) = line.split_whitespace().next() {
+                    let dst = match (dst, family) {
+                        ("default", "-4") => "0.0.0.0/0",
+                        ("default", _) => "::/0",
+                        (d, _) => d,
+                    };
                     let parsed = dst.parse::<IpNet>().or_else(|_| {
                         dst.parse::<IpAddr>()
                             .map(|a| IpNet::new(a, if a.is_ipv6() { 128 } else { 32 }).unwrap())
@@ -405,6 +439,11 @@ fn router_e2e(plan: AddressPlan) {
                 .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
         }
     }
+    for bad in filtered_prefixes(plan) {
+        c.tor
+            .wait_route(bad, CONVERGE_TIMEOUT)
+            .expect("the ToR holds the prefix it offers");
+    }
     for &family in plan.families() {
         let rib = c.tor.rib(AfiSafi::of_family(family)).unwrap();
         for i in 1..=3 {
@@ -449,6 +488,13 @@ fn router_e2e(plan: AddressPlan) {
             assert!(
                 !routes.contains(own),
                 "node{i} routes its own {own}: {routes:?}"
+            );
+        }
+        // Filtering: the ToR offers them (its table holds them) but no node takes them.
+        for bad in filtered_prefixes(plan) {
+            assert!(
+                !routes.contains(&bad),
+                "node{i} installed {bad}: {routes:?}"
             );
         }
     }
@@ -631,6 +677,115 @@ fn router_e2e(plan: AddressPlan) {
             &format!("pod on node2 pings {back} after its restart"),
         );
     }
+}
+
+/// Route reflection by annotation: node1 reflects (`rr.server`), node2 and node3 are its clients and do not peer
+/// with each other, yet their pods reach each other with the next hop kept (RFC 4456). Then fairlead on node2 is
+/// killed with SIGKILL: its kernel routes survive, and a new fairlead reads them back and converges.
+fn route_reflector_e2e(plan: AddressPlan) {
+    if !require_root_and_tools(TOOLS) {
+        return;
+    }
+    let mut c = Cluster::new(plan);
+    c.write_node(1, &[("fairlead.io/rr.server", "1".into())]);
+    c.write_node(2, &[("fairlead.io/rr.client", "1".into())]);
+    c.write_node(3, &[("fairlead.io/rr.client", "1".into())]);
+    for i in 1..=3 {
+        c.start_fairlead(i);
+    }
+    let pods: BTreeMap<u8, Pod> = (1..=3).map(|i| (i, c.add_pod(i))).collect();
+    for (i, j) in [(2u8, 3u8), (3, 2), (1, 2), (2, 1)] {
+        for &family in plan.families() {
+            let to = pods[&j].ip(family).unwrap();
+            c.wait_ping(
+                &pods[&i],
+                to,
+                &format!("pod on node{i} pings {to} on node{j}"),
+            );
+        }
+    }
+    for &family in plan.families() {
+        let cidr = c.node(3).pod_cidr(family).unwrap().to_string();
+        let via = c.node(3).address(family).unwrap().to_string();
+        let fam = if family == Family::V6 { "-6" } else { "-4" };
+        let route = exec_in(
+            &c.node(2).netns,
+            &["ip", fam, "route", "show", &cidr, "proto", "44"],
+        )
+        .unwrap();
+        assert!(
+            route.contains(&format!("via {via}")),
+            "node2 -> {cidr}: next hop must stay node3's {via}: {route}"
+        );
+    }
+    let node3 = c.node(3).address(plan.primary()).unwrap();
+    assert!(
+        !c.log(2).contains(&format!("BGP peer added peer={node3}")),
+        "two route-reflector clients peered"
+    );
+    assert!(c.log(2).contains(&format!(
+        "BGP peer added peer={}",
+        c.node(1).address(plan.primary()).unwrap()
+    )));
+
+    // SIGKILL: nothing is cleaned up by fairlead; the routes stay in node2's kernel.
+    let before = c.fairlead_routes(2);
+    assert!(!before.is_empty());
+    let pid = c.fairlead[&2];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL fairlead");
+    c.stop_fairlead(2); // reaps it
+    let after_kill = c.fairlead_routes(2);
+    for r in &before {
+        assert!(
+            after_kill.contains(r),
+            "{r} gone after SIGKILL: {after_kill:?}"
+        );
+    }
+    c.start_fairlead(2);
+    wait_until(
+        "node2 reads back its routes",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || {
+            c.log(2)
+                .contains("kept the kernel routes of the previous run")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    for (i, j) in [(2u8, 3u8), (3, 2)] {
+        for &family in plan.families() {
+            let to = pods[&j].ip(family).unwrap();
+            c.wait_ping(
+                &pods[&i],
+                to,
+                &format!("after the restart, node{i} pod pings {to}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn route_reflector_ipv6_only() {
+    route_reflector_e2e(AddressPlan::Ipv6Only);
+}
+
+#[test]
+fn route_reflector_dual_stack_v6_primary() {
+    route_reflector_e2e(AddressPlan::DualStackV6Primary);
+}
+
+#[test]
+fn route_reflector_dual_stack_v4_primary() {
+    route_reflector_e2e(AddressPlan::DualStackV4Primary);
+}
+
+#[test]
+fn route_reflector_ipv4_only() {
+    route_reflector_e2e(AddressPlan::Ipv4Only);
 }
 
 #[test]
