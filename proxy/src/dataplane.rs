@@ -119,7 +119,7 @@ pub struct ActualIpvs {
 pub struct ApplyReport {
     /// IPVS operations applied successfully.
     pub operations: usize,
-    /// VIPs added to / deleted from `fairlead-vip`.
+    /// VIPs added to `fairlead-vip`.
     pub vips_added: usize,
     /// VIPs deleted.
     pub vips_deleted: usize,
