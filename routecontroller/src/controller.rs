@@ -12,6 +12,7 @@
 //! Problems in the cluster's data are logged (once, with the node's name) and never stop the loop; only a change
 //! of the speaker's identity (ASN, router-id, cluster id, port) ends it, since that needs a new speaker.
 
+mod nexthop;
 mod peers;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,10 +38,11 @@ use crate::dataplane::{
     rtnetlink_handle,
 };
 use crate::model::{
-    BestPath, Config, ConflistParams, DesiredRouting, KernelRoute, ModelError, cni_conflist,
-    desired_kernel_routes, desired_routing, merge_conflist, render_conflist,
+    BestPath, Config, ConflistParams, DesiredRouting, KernelNextHop, KernelRoute, ModelError,
+    cni_conflist, desired_kernel_routes, desired_routing, merge_conflist, render_conflist,
 };
 
+pub use nexthop::{KernelView, read_kernel_view, resolve};
 pub use peers::{
     PeerDiff, PeerMapError, SpeakerIdentity, diff_peers, export_policy, import_policy,
     local_next_hops, neighbor_for, origination_attributes,
@@ -579,6 +581,27 @@ impl RouteController {
         let computed = desired_kernel_routes(&paths, &local_cidrs, &self.local_addresses);
         self.log_warnings(&computed.warnings, "kernel");
         let mut routes = computed.routes;
+        // Next hops on another segment go through the kernel's route towards them.
+        match read_kernel_view(&self.handle).await {
+            Ok(view) => {
+                for route in &mut routes {
+                    for hop in &mut route.next_hops {
+                        *hop = match *hop {
+                            KernelNextHop::Gateway(ip) => {
+                                KernelNextHop::Gateway(resolve(ip, &view))
+                            }
+                            KernelNextHop::ViaInet6(v6) => match resolve(IpAddr::V6(v6), &view) {
+                                IpAddr::V6(gw) => KernelNextHop::ViaInet6(gw),
+                                IpAddr::V4(_) => KernelNextHop::ViaInet6(v6),
+                            },
+                        };
+                    }
+                    route.next_hops.sort();
+                    route.next_hops.dedup();
+                }
+            }
+            Err(e) => debug!(error = %e, "kernel routes not read for next-hop resolution"),
+        }
         for kept in &self.retained {
             if !routes.iter().any(|r| r.prefix == kept.prefix)
                 && !local_cidrs.iter().any(|c| c.contains(&kept.prefix))

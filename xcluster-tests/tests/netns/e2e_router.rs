@@ -119,6 +119,15 @@ fn first_host(prefix: &IpNet) -> IpAddr {
     }
 }
 
+/// Where the nodes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Nodes 1-4, the ToR and the edge router on segment 1.
+    OneSegment,
+    /// Nodes 1-2 on segment 1, nodes 3-4 on segment 2, the ToR on both (forwarding), the edge on segment 1.
+    TwoSegments,
+}
+
 /// A test cluster: topology (4 node namespaces, ToR and edge routers), the objects directory, BIRD on the ToR
 /// and the fairlead processes.
 struct Cluster {
@@ -130,12 +139,24 @@ struct Cluster {
 
 impl Cluster {
     fn new(plan: AddressPlan) -> Cluster {
-        let topo = TopologyBuilder::new(plan)
-            .nodes(4)
-            .router("tor", &[1])
-            .router("edge", &[1])
-            .build()
-            .expect("build topology");
+        Cluster::with_layout(plan, Layout::OneSegment)
+    }
+
+    fn with_layout(plan: AddressPlan, layout: Layout) -> Cluster {
+        let topo = match layout {
+            Layout::OneSegment => TopologyBuilder::new(plan)
+                .nodes(4)
+                .router("tor", &[1])
+                .router("edge", &[1]),
+            Layout::TwoSegments => TopologyBuilder::new(plan)
+                .segments(2)
+                .nodes_on(1, 2)
+                .nodes_on(2, 2)
+                .router("tor", &[1, 2])
+                .router("edge", &[1]),
+        }
+        .build()
+        .expect("build topology");
         let objects = topo.guard().temp_dir().join("objects");
         std::fs::create_dir_all(&objects).expect("objects dir");
 
@@ -148,7 +169,11 @@ impl Cluster {
         // One session per node and family (each carries its own family).
         for node in topo.nodes() {
             for &family in plan.families() {
-                spec = spec.neighbor(Neighbor::new(node.address(family).unwrap(), CLUSTER_ASN));
+                // From the ToR's address on the node's own segment: the sessions are single-hop eBGP.
+                let local = tor.address_on(node.segment, family).unwrap();
+                spec = spec.neighbor(
+                    Neighbor::new(node.address(family).unwrap(), CLUSTER_ASN).local_address(local),
+                );
             }
         }
         for prefix in tor_prefixes(plan) {
@@ -245,10 +270,11 @@ impl Cluster {
         let tor = self.topo.router("tor").unwrap();
         let join = |v: Vec<String>| v.join(",");
         let cluster_cidr = join(plan.cluster_cidrs().iter().map(|c| c.to_string()).collect());
+        let segment = self.node(index).segment;
         let tor_ips = join(
             plan.families()
                 .iter()
-                .map(|f| tor.address(*f).unwrap().to_string())
+                .map(|f| tor.address_on(segment, *f).unwrap().to_string())
                 .collect(),
         );
         let tor_asns = join(
@@ -766,6 +792,76 @@ fn route_reflector_e2e(plan: AddressPlan) {
             );
         }
     }
+}
+
+/// Two segments joined by the ToR: the iBGP full mesh spans both, and a next hop on the other segment (not
+/// on-link) is installed through the kernel's route towards it (the ToR), which knows the pod CIDRs over eBGP.
+fn two_segments_e2e(plan: AddressPlan) {
+    if !require_root_and_tools(TOOLS) {
+        return;
+    }
+    let mut c = Cluster::with_layout(plan, Layout::TwoSegments);
+    for i in 1..=4 {
+        c.write_node(i, &[]);
+    }
+    for i in 1..=4 {
+        c.start_fairlead(i);
+    }
+    for i in 1..=4 {
+        c.wait_tor_sessions(i);
+    }
+    let pods: BTreeMap<u8, Pod> = (1..=4).map(|i| (i, c.add_pod(i))).collect();
+    for (i, j) in [(1u8, 3u8), (3, 1), (2, 4), (4, 2), (1, 2), (3, 4)] {
+        for &family in plan.families() {
+            let to = pods[&j].ip(family).unwrap();
+            c.wait_ping(
+                &pods[&i],
+                to,
+                &format!("pod on node{i} pings {to} on node{j}"),
+            );
+        }
+    }
+    let tor = c.topo.router("tor").unwrap();
+    for &family in plan.families() {
+        let fam = if family == Family::V6 { "-6" } else { "-4" };
+        let check = |from: u8, to: u8, via: IpAddr| {
+            let cidr = c.node(to).pod_cidr(family).unwrap().to_string();
+            let route = exec_in(
+                &c.node(from).netns,
+                &["ip", fam, "route", "show", &cidr, "proto", "44"],
+            )
+            .unwrap();
+            assert!(
+                route.contains(&format!("via {via}")),
+                "node{from} -> {cidr} must go via {via}: {route}"
+            );
+        };
+        // Across segments: through the ToR's address on the local segment.
+        check(1, 3, tor.address_on(1, family).unwrap());
+        check(3, 1, tor.address_on(2, family).unwrap());
+        // Same segment: straight to the node.
+        check(1, 2, c.node(2).address(family).unwrap());
+    }
+}
+
+#[test]
+fn two_segments_ipv6_only() {
+    two_segments_e2e(AddressPlan::Ipv6Only);
+}
+
+#[test]
+fn two_segments_dual_stack_v6_primary() {
+    two_segments_e2e(AddressPlan::DualStackV6Primary);
+}
+
+#[test]
+fn two_segments_dual_stack_v4_primary() {
+    two_segments_e2e(AddressPlan::DualStackV4Primary);
+}
+
+#[test]
+fn two_segments_ipv4_only() {
+    two_segments_e2e(AddressPlan::Ipv4Only);
 }
 
 #[test]
