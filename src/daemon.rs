@@ -129,8 +129,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => warn!(error = %e, "gRPC API not started"),
         }
 
-        let controller_config =
+        let mut controller_config =
             ControllerConfig::new(args.node_name.clone(), routing, args.cni_conf_file.clone());
+        controller_config.ndp_proxy_interface = args.ndp_proxy_interface.clone();
         let controller = RouteController::new(controller_config, stores.clone(), bgp, identity)
             .await
             .context("starting the route controller")?;

@@ -16,7 +16,7 @@ mod nexthop;
 mod peers;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,15 +27,15 @@ use bgpd::speaker::{Neighbor, Speaker, SpeakerError};
 use cluster::{Change, Changes, ClusterStores, Kind};
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::cni::write_atomic;
 use crate::dataplane::{
-    EgressConfig, PodEgress, RouteDataplane, RouteDataplaneConfig, RouteDataplaneError,
-    rtnetlink_handle,
+    EgressConfig, NdpError, NdpProxy, PodEgress, RouteDataplane, RouteDataplaneConfig,
+    RouteDataplaneError, rtnetlink_handle,
 };
 use crate::model::{
     BestPath, Config, ConflistParams, DesiredRouting, KernelNextHop, KernelRoute, ModelError,
@@ -70,6 +70,8 @@ pub struct ControllerConfig {
     pub restart_settle: Duration,
     /// Kernel route table and metric.
     pub routes: RouteDataplaneConfig,
+    /// `--ndp-proxy-interface`: answer neighbour solicitations there for this node's pods' IPv6 addresses.
+    pub ndp_proxy_interface: Option<String>,
 }
 
 impl ControllerConfig {
@@ -83,6 +85,7 @@ impl ControllerConfig {
             restart_hold: Duration::from_secs(120),
             restart_settle: Duration::from_secs(5),
             routes: RouteDataplaneConfig::default(),
+            ndp_proxy_interface: None,
         }
     }
 }
@@ -105,6 +108,9 @@ pub enum ControllerError {
     /// No netlink socket.
     #[error("netlink socket: {0}")]
     Netlink(#[source] std::io::Error),
+    /// `--ndp-proxy-interface` cannot be used.
+    #[error("--ndp-proxy-interface: {0}")]
+    NdpProxy(#[from] NdpError),
     /// The kernel routes could not be read back at start.
     #[error("reading back kernel routes: {0}")]
     Routes(#[from] RouteDataplaneError),
@@ -217,6 +223,8 @@ pub struct RouteController {
     retain_until: Instant,
     /// Warnings already logged (each is logged once while it lasts).
     logged: BTreeSet<String>,
+    /// The NDP proxy, with the entries last applied.
+    ndp: Option<(NdpProxy, Option<BTreeSet<Ipv6Addr>>)>,
 }
 
 impl RouteController {
@@ -238,6 +246,10 @@ impl RouteController {
             );
         }
         let retain_until = Instant::now() + config.restart_hold;
+        let ndp = match &config.ndp_proxy_interface {
+            Some(interface) => Some((NdpProxy::new(handle.clone(), interface).await?, None)),
+            None => None,
+        };
         Ok(RouteController {
             config,
             stores,
@@ -255,6 +267,7 @@ impl RouteController {
             retained,
             retain_until,
             logged: BTreeSet::new(),
+            ndp,
         })
     }
 
@@ -280,6 +293,7 @@ impl RouteController {
         }
         self.reconcile_routing().await?;
         self.apply_kernel().await;
+        self.reconcile_ndp().await;
 
         let mut resync = tokio::time::interval(self.config.resync_interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -296,13 +310,18 @@ impl RouteController {
                         return Err(ControllerError::SourceStopped);
                     };
                     let mut relevant = concerns_routing(&change);
+                    let mut pods = concerns_pods(&change);
                     // A burst of changes (a relist, a directory re-read) is handled once.
                     while let Some(more) = changes.try_recv() {
                         relevant |= concerns_routing(&more);
+                        pods |= concerns_pods(&more);
                     }
                     if relevant {
                         self.reconcile_routing().await?;
                         self.apply_kernel().await;
+                    }
+                    if pods || relevant {
+                        self.reconcile_ndp().await;
                     }
                 }
                 change = best.changes.recv() => {
@@ -319,6 +338,10 @@ impl RouteController {
                     debug!("periodic resync");
                     self.reconcile_routing().await?;
                     self.apply_kernel().await;
+                    if let Some((_, applied)) = &mut self.ndp {
+                        *applied = None; // re-read and re-apply
+                    }
+                    self.reconcile_ndp().await;
                 }
                 _ = restart_check.tick(), if !self.retained.is_empty() => {
                     if self.restart_over().await {
@@ -540,6 +563,47 @@ impl RouteController {
         }
     }
 
+    /// Pod store -> NDP proxy entries on `--ndp-proxy-interface` (when set).
+    async fn reconcile_ndp(&mut self) {
+        let Some((proxy, applied)) = &mut self.ndp else {
+            return;
+        };
+        let Some(desired) = &self.desired else {
+            return;
+        };
+        let pods: Vec<Pod> = self
+            .stores
+            .pods
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect();
+        let wanted = local_pod_ipv6(&pods, &self.config.node_name, &desired.local_pod_cidrs);
+        if applied.as_ref() == Some(&wanted) {
+            return;
+        }
+        match proxy.apply(&wanted).await {
+            Ok(report) => {
+                if report.added + report.removed > 0 || !report.errors.is_empty() {
+                    info!(
+                        interface = proxy.interface(),
+                        added = report.added,
+                        removed = report.removed,
+                        failed = report.errors.len(),
+                        "NDP proxy entries updated"
+                    );
+                }
+                for (addr, e) in &report.errors {
+                    warn!(%addr, error = %e, "NDP proxy entry not applied");
+                }
+                *applied = report.errors.is_empty().then_some(wanted);
+            }
+            Err(e) => {
+                warn!(error = %e, "NDP proxy entries not read back; retried at the next resync")
+            }
+        }
+    }
+
     /// Records one best-path change: paths from peers only (our own originations are the bridge's business).
     fn on_best_change(&mut self, change: BestChange) {
         let learned = change
@@ -650,7 +714,91 @@ impl RouteController {
     }
 }
 
+/// Whether a change can alter the NDP proxy entries (Pods, or a lost notification).
+fn concerns_pods(change: &Change) -> bool {
+    matches!(change.kind(), Some(Kind::Pod) | None)
+}
+
+/// The IPv6 addresses of the pods on `node_name` that lie inside its pod CIDRs (host-network pods use the
+/// node's own addresses and are left out).
+pub fn local_pod_ipv6(pods: &[Pod], node_name: &str, pod_cidrs: &[IpNet]) -> BTreeSet<Ipv6Addr> {
+    let mut out = BTreeSet::new();
+    for pod in pods {
+        let Some(spec) = &pod.spec else { continue };
+        if spec.node_name.as_deref() != Some(node_name) || spec.host_network == Some(true) {
+            continue;
+        }
+        let Some(status) = &pod.status else { continue };
+        let ips = status
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|p| p.ip.as_str())
+            .chain(status.pod_ip.as_deref());
+        for ip in ips {
+            if let Ok(IpAddr::V6(v6)) = ip.trim().parse::<IpAddr>()
+                && pod_cidrs.iter().any(|c| c.contains(&IpAddr::V6(v6)))
+            {
+                out.insert(v6);
+            }
+        }
+    }
+    out
+}
+
 /// Whether a change can alter the routing state (Nodes only, or a lost notification).
 fn concerns_routing(change: &Change) -> bool {
     matches!(change.kind(), Some(Kind::Node) | None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(node: &str, host_network: bool, ips: &[&str]) -> Pod {
+        let yaml = format!(
+            "metadata: {{name: p}}\nspec: {{nodeName: {node}, hostNetwork: {host_network}, containers: []}}\n\
+             status: {{podIPs: [{}]}}\n",
+            ips.iter()
+                .map(|i| format!("{{ip: \"{i}\"}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        serde_norway::from_str(&yaml).expect(&yaml)
+    }
+
+    #[test]
+    fn only_this_nodes_pod_ipv6_addresses_inside_its_pod_cidrs_are_proxied() {
+        let cidrs: Vec<IpNet> = vec![
+            "fd00:0:0:1:1::/80".parse().unwrap(),
+            "198.19.1.0/24".parse().unwrap(),
+        ];
+        let pods = vec![
+            pod("node1", false, &["fd00:0:0:1:1::5", "198.19.1.5"]),
+            pod("node1", true, &["fd00:0:0:1::1"]),
+            pod("node2", false, &["fd00:0:0:1:2::5"]),
+            pod("node1", false, &["fd00:0:0:9::5", "not-an-ip"]),
+        ];
+        let got = local_pod_ipv6(&pods, "node1", &cidrs);
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec!["fd00:0:0:1:1::5".parse::<Ipv6Addr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn node_and_lost_changes_concern_routing_pod_changes_do_not() {
+        let node = Change::Applied {
+            kind: Kind::Node,
+            key: cluster::ObjectKey::cluster("n"),
+        };
+        let pod = Change::Deleted {
+            kind: Kind::Pod,
+            key: cluster::ObjectKey::namespaced("d", "p"),
+        };
+        let lost = Change::Missed { count: 3 };
+        assert!(concerns_routing(&node) && !concerns_pods(&node));
+        assert!(!concerns_routing(&pod) && concerns_pods(&pod));
+        assert!(concerns_routing(&lost) && concerns_pods(&lost));
+    }
 }

@@ -135,6 +135,12 @@ struct Cluster {
     objects: PathBuf,
     tor: Bird,
     fairlead: BTreeMap<u8, u32>,
+    /// Pod CIDRs that differ from the plan's, by node.
+    pod_cidrs: BTreeMap<u8, Vec<IpNet>>,
+    /// `--cluster-cidr` when not the plan's.
+    cluster_cidr: Option<String>,
+    /// More `fairlead run` flags.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -202,6 +208,9 @@ impl Cluster {
             objects,
             tor: bird,
             fairlead: BTreeMap::new(),
+            pod_cidrs: BTreeMap::new(),
+            cluster_cidr: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -213,9 +222,51 @@ impl Cluster {
         self.topo.node(index).expect("node")
     }
 
+    /// Node `index`'s pod CIDRs (the plan's unless overridden).
+    fn pod_cidrs(&self, index: u8) -> Vec<IpNet> {
+        self.pod_cidrs
+            .get(&index)
+            .cloned()
+            .unwrap_or_else(|| self.node(index).pod_cidrs.clone())
+    }
+
+    /// Writes (or replaces) a Pod object of node `index` with these addresses, as the kubelet reports them.
+    fn write_pod(&self, name: &str, index: u8, ips: &[IpNet]) {
+        let ips: Vec<String> = ips.iter().map(|i| i.addr().to_string()).collect();
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: default}}\n\
+             spec: {{nodeName: {}, containers: [{{name: c, image: none}}]}}\n\
+             status: {{podIP: \"{}\", podIPs: [{}]}}\n",
+            self.node(index).name,
+            ips[0],
+            ips.iter()
+                .map(|i| format!("{{ip: \"{i}\"}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let tmp = self.objects.join(format!(".pod-{name}.yaml.tmp"));
+        std::fs::write(&tmp, yaml).expect("write pod yaml");
+        std::fs::rename(&tmp, self.objects.join(format!("pod-{name}.yaml"))).expect("rename");
+    }
+
+    fn delete_pod(&self, name: &str) {
+        std::fs::remove_file(self.objects.join(format!("pod-{name}.yaml")))
+            .expect("remove pod yaml");
+    }
+
+    /// The IPv6 proxy neighbour entries on node `index`'s uplink.
+    fn ndp_proxies(&self, index: u8) -> String {
+        exec_in(
+            &self.node(index).netns,
+            &["ip", "-6", "neigh", "show", "proxy", "dev", "eth0"],
+        )
+        .unwrap()
+    }
+
     /// Writes (atomically: the source may read at any time) the Node object of node `index`.
     fn write_node(&self, index: u8, annotations: &[(&str, String)]) {
         let node = self.node(index);
+        let pod_cidrs = self.pod_cidrs(index);
         let mut yaml = format!(
             "apiVersion: v1\nkind: Node\nmetadata:\n  name: {}\n",
             node.name
@@ -228,8 +279,8 @@ impl Cluster {
         }
         yaml.push_str(&format!(
             "spec:\n  podCIDR: {}\n  podCIDRs: [{}]\nstatus:\n  addresses:\n",
-            node.pod_cidrs[0],
-            node.pod_cidrs
+            pod_cidrs[0],
+            pod_cidrs
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
@@ -269,7 +320,10 @@ impl Cluster {
         let plan = self.plan();
         let tor = self.topo.router("tor").unwrap();
         let join = |v: Vec<String>| v.join(",");
-        let cluster_cidr = join(plan.cluster_cidrs().iter().map(|c| c.to_string()).collect());
+        let cluster_cidr = self
+            .cluster_cidr
+            .clone()
+            .unwrap_or_else(|| join(plan.cluster_cidrs().iter().map(|c| c.to_string()).collect()));
         let segment = self.node(index).segment;
         let tor_ips = join(
             plan.families()
@@ -314,7 +368,10 @@ impl Cluster {
                     "0",
                     "--peer-router-import-prefixes",
                     &import_prefixes(plan),
-                ],
+                ]
+                .into_iter()
+                .chain(self.extra_args.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
             )
             .expect("spawn fairlead");
         self.fairlead.insert(index, pid);
@@ -358,13 +415,14 @@ impl Cluster {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
         let mut conflist = load_conflist(&path).expect("load conflist");
         let node = self.node(index);
+        let pod_cidrs = self.pod_cidrs(index);
         let ranges = &conflist["plugins"][0]["ipam"]["ranges"];
         assert_eq!(
             ranges.as_array().map(|r| r.len()),
-            Some(node.pod_cidrs.len()),
+            Some(pod_cidrs.len()),
             "one host-local range per pod CIDR: {conflist}"
         );
-        for (range, cidr) in ranges.as_array().unwrap().iter().zip(&node.pod_cidrs) {
+        for (range, cidr) in ranges.as_array().unwrap().iter().zip(&pod_cidrs) {
             assert_eq!(range[0]["subnet"], cidr.to_string(), "{conflist}");
         }
         conflist["plugins"][0]["ipam"]["dataDir"] = serde_json::Value::String(
@@ -862,6 +920,98 @@ fn two_segments_dual_stack_v4_primary() {
 #[test]
 fn two_segments_ipv4_only() {
     two_segments_e2e(AddressPlan::Ipv4Only);
+}
+
+/// NDP proxy: node1's pods take IPv6 addresses from the uplink's own /64 (pod CIDR fd00:0:0:1:1::/80), so a
+/// router on the segment without any route to them (the edge router, no BGP) resolves them with neighbour
+/// solicitations; fairlead (`--ndp-proxy-interface eth0`) answers for the pods its Pod objects list on its node,
+/// and only for those. IPv6 only by nature: the IPv4-only plan has no NDP.
+fn ndp_proxy_e2e(plan: AddressPlan) {
+    if !require_root_and_tools(TOOLS) {
+        return;
+    }
+    let mut c = Cluster::new(plan);
+    let segment_v6: IpNet = "fd00:0:0:1::/64".parse().unwrap();
+    for i in 1..=2u8 {
+        let cidrs: Vec<IpNet> = plan
+            .families()
+            .iter()
+            .map(|f| match f {
+                Family::V6 => format!("fd00:0:0:1:{i}::/80").parse().unwrap(),
+                Family::V4 => c.node(i).pod_cidr(Family::V4).unwrap(),
+            })
+            .collect();
+        c.pod_cidrs.insert(i, cidrs);
+    }
+    c.cluster_cidr = Some(
+        plan.families()
+            .iter()
+            .map(|f| match f {
+                Family::V6 => segment_v6.to_string(),
+                Family::V4 => xcluster_tests::plan::cluster_cidr(Family::V4).to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    c.extra_args = vec!["--ndp-proxy-interface".into(), "eth0".into()];
+    for i in 1..=2 {
+        c.write_node(i, &[]);
+        c.start_fairlead(i);
+    }
+    let pod = c.add_pod(1);
+    let v6 = pod.ip(Family::V6).expect("pod IPv6 address");
+    assert!(c.pod_cidrs(1)[..].iter().any(|n| n.contains(&v6)), "{v6}");
+    let edge = c.topo.router("edge").unwrap();
+
+    // Before fairlead knows the pod (no Pod object), nobody answers for it on the segment.
+    assert!(
+        ping(&edge.netns, v6).is_err(),
+        "the edge router reached {v6} without an NDP proxy entry"
+    );
+    c.write_pod("p1", 1, &pod.ips);
+    wait_until(
+        "node1 proxies the pod's address",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || c.ndp_proxies(1).contains(&v6.to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    wait_until(
+        &format!("the edge router pings {v6} by NDP"),
+        CONVERGE_TIMEOUT,
+        POLL,
+        || ping(&edge.netns, v6).is_ok(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+    assert!(
+        !c.ndp_proxies(2).contains(&v6.to_string()),
+        "node2 proxies a pod of node1: {}",
+        c.ndp_proxies(2)
+    );
+    // The pod goes: so does the entry.
+    c.delete_pod("p1");
+    wait_until(
+        "node1 drops the proxy entry",
+        CONVERGE_TIMEOUT,
+        POLL,
+        || !c.ndp_proxies(1).contains(&v6.to_string()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}
+
+#[test]
+fn ndp_proxy_ipv6_only() {
+    ndp_proxy_e2e(AddressPlan::Ipv6Only);
+}
+
+#[test]
+fn ndp_proxy_dual_stack_v6_primary() {
+    ndp_proxy_e2e(AddressPlan::DualStackV6Primary);
+}
+
+#[test]
+fn ndp_proxy_dual_stack_v4_primary() {
+    ndp_proxy_e2e(AddressPlan::DualStackV4Primary);
 }
 
 #[test]
