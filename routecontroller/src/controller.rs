@@ -44,8 +44,8 @@ use crate::model::{
 
 pub use nexthop::{KernelView, read_kernel_view, resolve};
 pub use peers::{
-    PeerDiff, PeerMapError, SpeakerIdentity, diff_peers, export_policy, import_policy,
-    local_next_hops, neighbor_for, origination_attributes,
+    GRACEFUL_RESTART_TIME, PeerDiff, PeerMapError, SpeakerIdentity, diff_peers, export_policy,
+    import_policy, local_next_hops, neighbor_for, origination_attributes, with_graceful_restart,
 };
 
 /// The CNI network name (host-local keeps its leases under a directory of this name).
@@ -223,6 +223,8 @@ pub struct RouteController {
     retain_until: Instant,
     /// Warnings already logged (each is logged once while it lasts).
     logged: BTreeSet<String>,
+    /// Kernel routes of a previous run were found at start (the graceful-restart R bit).
+    restarted: bool,
     /// The NDP proxy, with the entries last applied.
     ndp: Option<(NdpProxy, Option<BTreeSet<Ipv6Addr>>)>,
 }
@@ -246,6 +248,7 @@ impl RouteController {
             );
         }
         let retain_until = Instant::now() + config.restart_hold;
+        let restarted = !retained.is_empty();
         let ndp = match &config.ndp_proxy_interface {
             Some(interface) => Some((NdpProxy::new(handle.clone(), interface).await?, None)),
             None => None,
@@ -267,6 +270,7 @@ impl RouteController {
             retained,
             retain_until,
             logged: BTreeSet::new(),
+            restarted,
             ndp,
         })
     }
@@ -410,7 +414,7 @@ impl RouteController {
         for p in &desired.peers {
             match neighbor_for(&speaker_config, desired, p) {
                 Ok(n) => {
-                    wanted.insert(p.address, n);
+                    wanted.insert(p.address, with_graceful_restart(n, self.restarted));
                 }
                 Err(e) => map_errors.push(e.to_string()),
             }

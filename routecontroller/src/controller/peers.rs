@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use bgpd::fsm::GracefulRestartConfig;
 use bgpd::packet::{Afi, Community as BgpCommunity, Origin, PathAttributes, Safi};
 use bgpd::policy::{
     Action, Conditions, Modifications, Policy, PolicyError, PrefixMatch as BgpPrefixMatch, Prepend,
@@ -238,6 +239,28 @@ pub struct PeerDiff {
     pub add: Vec<Neighbor>,
     pub update: Vec<Neighbor>,
     pub remove: Vec<IpAddr>,
+}
+
+/// How long peers keep our routes after our session drops without a NOTIFICATION (a crash, SIGKILL).
+pub const GRACEFUL_RESTART_TIME: u16 = 120;
+
+/// Advertises graceful restart (RFC 4724) on the session: peers keep our routes as stale when we crash, for
+/// [`GRACEFUL_RESTART_TIME`] or until our End-of-RIB. `restarting`: this process found its kernel routes from a
+/// previous run (R bit, and the F bit per family: forwarding went on meanwhile).
+pub fn with_graceful_restart(mut n: Neighbor, restarting: bool) -> Neighbor {
+    let forwarding = n
+        .session
+        .fsm
+        .families
+        .iter()
+        .map(|(afi, safi)| (*afi, *safi, restarting))
+        .collect();
+    n.session.fsm.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: GRACEFUL_RESTART_TIME,
+        restarting,
+        forwarding,
+    });
+    n
 }
 
 /// Compares configured neighbours with wanted ones; unchanged neighbours are left alone.

@@ -829,6 +829,22 @@ fn route_reflector_e2e(plan: AddressPlan) {
             "{r} gone after SIGKILL: {after_kill:?}"
         );
     }
+    // Graceful restart (RFC 4724): the sessions dropped without a NOTIFICATION, so the reflector and node3 keep
+    // node2's routes as stale, and node2's pods stay reachable while no fairlead runs there. (A withdrawal takes
+    // milliseconds; after 3 s it would have happened.)
+    std::thread::sleep(Duration::from_secs(3));
+    let on3 = c.fairlead_routes(3);
+    for cidr in &c.pod_cidrs(2) {
+        assert!(
+            on3.contains(cidr),
+            "node3 dropped {cidr} while node2 restarts: {on3:?}"
+        );
+    }
+    for &family in plan.families() {
+        let to = pods[&2].ip(family).unwrap();
+        ping(&pods[&3].netns, to)
+            .unwrap_or_else(|e| panic!("node3 pod -> {to} while node2's fairlead is down: {e}"));
+    }
     c.start_fairlead(2);
     wait_until(
         "node2 reads back its routes",
