@@ -471,8 +471,19 @@ fn pick(body: &Value, keys: &[&str]) -> Value {
 }
 
 /// Drops null fields and sorts the members of anonymous sets and flag lists, whose order nft
-/// does not keep.
+/// does not keep. A list match (`"op": "in"`, `right: [..]`, what JSON input gives for
+/// `ct state`) and an anonymous-set match (`==`, `{"set": [..]}`, what `nft -f` text gives) mean
+/// the same and compare equal.
 fn normalise(v: &Value) -> Value {
+    if let Some(m) = v.get("match")
+        && m.get("op").and_then(Value::as_str) == Some("in")
+        && let Some(Value::Array(items)) = m.get("right")
+    {
+        let mut m = m.clone();
+        m["op"] = Value::String("==".into());
+        m["right"] = serde_json::json!({ "set": items });
+        return normalise(&serde_json::json!({ "match": m }));
+    }
     match v {
         Value::Object(o) => Value::Object(
             o.iter()

@@ -26,7 +26,7 @@ use xcluster_tests::{
 };
 
 #[path = "../../../firewall/tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use support::{Matrix, NAMESPACES, Probe, diff_report, parse_table, probes_of};
@@ -380,7 +380,7 @@ fn expected_tables() -> BTreeMap<String, Vec<(String, String)>> {
             .step_by(2)
             .map(str::to_string)
             .collect();
-        if lits.len() < 3 || lits.len() % 2 == 0 {
+        if lits.len() < 3 || lits.len().is_multiple_of(2) {
             continue;
         }
         let pairs = lits[1..]
