@@ -24,6 +24,7 @@ const TOOLS: &[&str] = &[
     "ping",
     "bird",
     "birdc",
+    "gobgp",
     "nft",
     "bridge",
     "host-local",
@@ -535,6 +536,21 @@ fn router_e2e(plan: AddressPlan) {
             assert!(
                 rib.contains(&cidr),
                 "ToR {family:?} table lacks {cidr}: {rib:?}"
+            );
+        }
+    }
+
+    // The GoBGP-compatible API on loopback (--grpc-port, default 50051): the stock gobgp CLI lists the sessions.
+    for i in 1..=3u8 {
+        let tor = c.topo.router("tor").unwrap();
+        let out = exec_in(&c.node(i).netns, &["gobgp", "neighbor"])
+            .unwrap_or_else(|e| panic!("gobgp neighbor on node{i}: {e}"));
+        for &family in plan.families() {
+            let addr = tor.address(family).unwrap().to_string();
+            assert!(
+                out.lines()
+                    .any(|l| l.contains(&addr) && l.contains("Establ")),
+                "node{i}: gobgp neighbor lacks an Established {addr}:\n{out}"
             );
         }
     }
