@@ -575,6 +575,19 @@ impl RouteController {
         let Some(desired) = &self.desired else {
             return;
         };
+        // An unsynced (or unwatched) Pod store reads as empty, which would remove every entry: wait for it.
+        let synced = matches!(
+            futures::FutureExt::now_or_never(self.stores.pods.wait_until_ready()),
+            Some(Ok(()))
+        );
+        if !synced {
+            let text =
+                "Pod objects not synced (are Pods watched?); NDP proxy entries left as they are";
+            if self.logged.insert(format!("ndp: {text}")) {
+                warn!("{text}");
+            }
+            return;
+        }
         let pods: Vec<Pod> = self
             .stores
             .pods
