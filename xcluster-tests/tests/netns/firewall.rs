@@ -531,6 +531,73 @@ fn truth_tables(plan: AddressPlan) {
     if plan.has(Family::V6) {
         neighbour_discovery_under_default_deny(&lab);
     }
+    no_window_during_full_sync(&lab, plan.primary());
+}
+
+/// A full sync replaces the table in one transaction: while the table is replaced 20 times (each a different
+/// structure, so each a full replacement), 8 threads keep connecting from x/c and y/a to x/a, which every version
+/// isolates; not one connection may succeed. Then an allow-all version lets them through (the probe can succeed).
+fn no_window_during_full_sync(lab: &Lab, f: Family) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let deny = |ns: &str, extra: usize| -> Vec<NetworkPolicy> {
+        let mut v: Vec<NetworkPolicy> = vec![
+            serde_json::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "deny", "namespace": ns},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+            }))
+            .expect("policy"),
+        ];
+        // Changes rules and sets, never x/a's isolation: z/b may receive from z/a on port 1000+extra.
+        v.push(
+            serde_json::from_value(json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": format!("extra{extra}"), "namespace": "z"},
+                "spec": {"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Ingress"],
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}],
+                                      "ports": [{"protocol": "TCP", "port": 1000 + extra}]}]}
+            }))
+            .expect("policy"),
+        );
+        v
+    };
+    lab.apply(&deny("x", 0));
+    let dst = SocketAddr::new(lab.pods[0].ip(f).expect("address"), 80);
+    let stop = AtomicBool::new(false);
+    let (attempts, opened) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let ns = lab.pods[if t % 2 == 0 { 2 } else { 3 }].netns.clone();
+            let (stop, attempts, opened) = (&stop, &attempts, &opened);
+            s.spawn(move || {
+                in_netns(&ns, || {
+                    while !stop.load(Ordering::Relaxed) {
+                        attempts.fetch_add(1, Ordering::Relaxed);
+                        if TcpStream::connect_timeout(&dst, Duration::from_millis(100)).is_ok() {
+                            opened.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            });
+        }
+        for i in 1..=20 {
+            lab.apply(&deny("x", i));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (attempts, opened) = (attempts.into_inner(), opened.into_inner());
+    eprintln!("{f:?}: {attempts} connects to isolated x/a during 20 full syncs, {opened} opened");
+    assert!(attempts > 40, "too few probes ({attempts})");
+    assert_eq!(
+        opened, 0,
+        "a full sync opened isolated x/a ({opened} of {attempts} connects)"
+    );
+    lab.apply(&[]);
+    let ns = lab.pods[2].netns.clone();
+    assert!(
+        in_netns(&ns, move || reaches(dst.ip(), PROBED[0])),
+        "control: x/c -> x/a with no policy"
+    );
 }
 
 /// Default deny (ingress + egress) on every pod; flush neighbour caches; a flow allowed afterwards works at once,
