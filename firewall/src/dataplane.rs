@@ -539,3 +539,96 @@ fn element_key(v: &Value, interval: bool) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn elements_compare_as_nft_lists_them() {
+        // nft lists a full-length prefix of an interval set as the bare address.
+        assert_eq!(element_key(&json!("198.18.2.12"), true), "198.18.2.12/32");
+        assert_eq!(
+            element_key(
+                &json!({"prefix": {"addr": "fd00:0:0:2::12", "len": 128}}),
+                true
+            ),
+            "fd00:0:0:2::12/128"
+        );
+        assert_eq!(
+            element_key(&json!("fd00:0:0:2:0::12"), false),
+            "fd00:0:0:2::12"
+        );
+        assert_eq!(
+            element_key(
+                &json!({"elem": {"val": {"concat": ["fd00::1", "tcp", 80]}}}),
+                false
+            ),
+            "fd00::1 . tcp . 80"
+        );
+    }
+
+    #[test]
+    fn l4proto_folds_into_the_transport_header_match() {
+        let mut ours = vec![
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}),
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "th", "field": "dport"}}, "right": 80}}),
+            json!({"accept": null}),
+        ];
+        fold_l4proto(&mut ours);
+        let listed = vec![
+            json!({"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}),
+            json!({"accept": null}),
+        ];
+        assert_eq!(ours, listed);
+        // Without a transport header match the protocol match stays.
+        let mut alone = vec![
+            json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}}),
+        ];
+        fold_l4proto(&mut alone);
+        assert_eq!(alone.len(), 1);
+    }
+
+    #[test]
+    fn list_match_equals_anonymous_set_match() {
+        let from_json = json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["related", "established"]}});
+        let from_text = json!({"match": {"op": "==", "left": {"ct": {"key": "state"}}, "right": {"set": ["established", "related"]}}});
+        assert_eq!(normalise(&from_json), normalise(&from_text));
+        let other = json!({"match": {"op": "==", "left": {"ct": {"key": "state"}}, "right": {"set": ["established"]}}});
+        assert_ne!(normalise(&from_json), normalise(&other));
+    }
+
+    #[test]
+    fn shapes_differ_on_elements_rules_and_foreign_tables_are_ignored() {
+        let listing = |elems: Value, extra_rule: bool| {
+            let mut items = vec![
+                json!({"metainfo": {"version": "1.0.6"}}),
+                json!({"table": {"family": "inet", "name": "t", "handle": 1}}),
+                json!({"set": {"family": "inet", "name": "s", "table": "t", "type": "ipv6_addr", "handle": 2, "elem": elems}}),
+                json!({"chain": {"family": "inet", "table": "t", "name": "c", "handle": 3}}),
+                json!({"rule": {"family": "inet", "table": "t", "chain": "c", "handle": 4, "expr": [{"accept": null}]}}),
+                json!({"rule": {"family": "inet", "table": "other", "chain": "c", "handle": 5, "expr": [{"drop": null}]}}),
+            ];
+            if extra_rule {
+                items.push(json!({"rule": {"family": "inet", "table": "t", "chain": "c", "expr": [{"drop": null}]}}));
+            }
+            json!({ "nftables": items })
+        };
+        let batch = json!({"nftables": [
+            {"add": {"table": {"family": "inet", "name": "t"}}},
+            {"delete": {"table": {"family": "inet", "name": "t"}}},
+            {"add": {"table": {"family": "inet", "name": "t"}}},
+            {"add": {"set": {"family": "inet", "name": "s", "table": "t", "type": "ipv6_addr", "elem": ["fd00::2", "fd00::1"]}}},
+            {"add": {"chain": {"family": "inet", "table": "t", "name": "c"}}},
+            {"add": {"rule": {"family": "inet", "table": "t", "chain": "c", "expr": [{"accept": null}]}}},
+        ]});
+        let want = TableShape::from_json(&batch, "t");
+        let same = TableShape::from_json(&listing(json!(["fd00::1", "fd00::2"]), false), "t");
+        assert_eq!(same.difference(&want), None);
+        let fewer = TableShape::from_json(&listing(json!(["fd00::1"]), false), "t");
+        assert!(fewer.difference(&want).unwrap().contains("elements"));
+        let more_rules = TableShape::from_json(&listing(json!(["fd00::1", "fd00::2"]), true), "t");
+        assert!(more_rules.difference(&want).unwrap().contains("rules"));
+    }
+}
