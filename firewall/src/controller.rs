@@ -121,6 +121,8 @@ impl FirewallController {
             let mut dp = dataplane.lock().unwrap_or_else(|p| p.into_inner());
             match trigger {
                 Trigger::Pods => dp.sync(&ruleset),
+                // A change that leaves the ruleset as it is (a label nobody selects on) sends nothing.
+                Trigger::Full if dp.known() == Some(&ruleset) => Ok(SyncOutcome::Unchanged),
                 Trigger::Full => dp
                     .replace(&ruleset)
                     .map(|()| SyncOutcome::Replaced("policy or namespace change".into())),
