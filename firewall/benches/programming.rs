@@ -53,7 +53,10 @@ fn pod(n: usize, j: usize) -> Pod {
             namespace: Some(format!("ns{n}")),
             labels: labels(&[
                 ("app", format!("app{}", j % 50)),
-                ("role", if j.is_multiple_of(2) { "web" } else { "db" }.into()),
+                (
+                    "role",
+                    if j.is_multiple_of(2) { "web" } else { "db" }.into(),
+                ),
             ]),
             ..Default::default()
         },
