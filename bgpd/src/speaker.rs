@@ -662,7 +662,36 @@ impl Core {
             warn!(peer = %id, error = %e, "session up refused by the RIB");
             return;
         }
+        self.flush_unpreserved_stale(id, &neg);
         self.export_families(id, &neg, true);
+    }
+
+    /// RFC 4724 §4.2: on the new session, stale routes of a family go at once when the peer's capability no
+    /// longer lists the family or does not set its F bit (its forwarding state was lost); the others wait for
+    /// End-of-RIB.
+    fn flush_unpreserved_stale(&mut self, id: PeerId, neg: &Negotiated) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some((_, families)) = &mut p.stale_until else {
+            return;
+        };
+        let preserved = |f: &Family| {
+            neg.graceful_restart
+                .as_ref()
+                .is_some_and(|g| g.forwarding.get(f) == Some(&true))
+        };
+        let (keep, flush): (Vec<Family>, Vec<Family>) = families.iter().partition(|f| preserved(f));
+        *families = keep;
+        if families.is_empty() {
+            p.stale_until = None;
+        }
+        let mut changes = Vec::new();
+        for f in flush {
+            info!(peer = %id, family = ?f, "forwarding state not preserved across the restart: stale routes removed");
+            changes.extend(self.rib.sweep_stale(id, f).unwrap_or_default());
+        }
+        self.propagate(changes);
     }
 
     /// Full export of every negotiated family to a peer; with End-of-RIB after each (RFC 4724) on a new session.

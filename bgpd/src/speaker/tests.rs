@@ -567,8 +567,12 @@ async fn gr_speaker() -> (Speaker, tokio::net::TcpListener, Watch) {
 }
 
 /// Accepts the speaker's connection, completes the OPEN exchange with a graceful restart capability of
-/// `restart_time` seconds, and announces GR_PREFIX.
-async fn gr_session(listener: &tokio::net::TcpListener, restart_time: u16) -> RawPeer {
+/// `restart_time` seconds and F bit `forwarding`, and announces GR_PREFIX.
+async fn gr_session(
+    listener: &tokio::net::TcpListener,
+    restart_time: u16,
+    forwarding: bool,
+) -> RawPeer {
     let (s, _) = tokio::time::timeout(WAIT, listener.accept())
         .await
         .unwrap()
@@ -597,7 +601,7 @@ async fn gr_session(listener: &tokio::net::TcpListener, restart_time: u16) -> Ra
             Capability::GracefulRestart {
                 restarting: false,
                 restart_time,
-                families: vec![(Afi::Ipv4, Safi::Unicast, true)],
+                families: vec![(Afi::Ipv4, Safi::Unicast, forwarding)],
             },
             Capability::FourOctetAs(65001),
         ],
@@ -625,7 +629,7 @@ async fn gr_session(listener: &tokio::net::TcpListener, restart_time: u16) -> Ra
 #[tokio::test]
 async fn graceful_restart_keeps_stale_routes_until_the_restart_time() {
     let (s, listener, mut watch) = gr_speaker().await;
-    let peer = gr_session(&listener, 1).await;
+    let peer = gr_session(&listener, 1, true).await;
     let r = watch.until(GR_PREFIX, |n| !n.is_empty()).await;
     assert!(!r.new[0].stale);
     // The peer's TCP session dies without a NOTIFICATION: routes stay, marked stale.
@@ -657,11 +661,11 @@ async fn graceful_restart_keeps_stale_routes_until_the_restart_time() {
 #[tokio::test]
 async fn graceful_restart_end_of_rib_refreshes_stale_routes() {
     let (s, listener, mut watch) = gr_speaker().await;
-    let peer = gr_session(&listener, 1).await;
+    let peer = gr_session(&listener, 1, true).await;
     watch.until(GR_PREFIX, |n| !n.is_empty()).await;
     drop(peer);
     // The peer is back at once, re-announces and ends with End-of-RIB.
-    let mut peer = gr_session(&listener, 1).await;
+    let mut peer = gr_session(&listener, 1, true).await;
     peer.send(Message::Update(UpdateMsg {
         end_of_rib: Some((Afi::Ipv4, Safi::Unicast)),
         ..Default::default()
@@ -696,6 +700,32 @@ async fn graceful_restart_end_of_rib_refreshes_stale_routes() {
     }
     s.shutdown().await.unwrap();
     drop(peer);
+}
+
+#[tokio::test]
+async fn graceful_restart_without_preserved_forwarding_flushes_stale_routes_on_reconnect() {
+    let (s, listener, mut watch) = gr_speaker().await;
+    let peer = gr_session(&listener, 120, true).await;
+    watch.until(GR_PREFIX, |n| !n.is_empty()).await;
+    drop(peer);
+    let fut = async {
+        while !s.best(GR_PREFIX.parse().unwrap()).await.unwrap()[0].stale {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, fut).await.expect("stale");
+    assert!(s.neighbors().await.unwrap()[0].stale.is_some());
+    // Back with the F bit clear: the stale route goes at once (no End-of-RIB, 120 s restart time), and the
+    // route it announces again arrives fresh.
+    let t0 = Instant::now();
+    let _peer = gr_session(&listener, 120, false).await;
+    let gone = watch.until(GR_PREFIX, |n| n.is_empty()).await;
+    assert!(gone.old[0].stale, "{gone:?}");
+    let back = watch.until(GR_PREFIX, |n| !n.is_empty()).await;
+    assert!(!back.new[0].stale);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert_eq!(s.neighbors().await.unwrap()[0].stale, None);
+    s.shutdown().await.unwrap();
 }
 
 // ---- interop with BIRD 2: one IPv6 session carrying IPv4 routes with IPv6 next hops (RFC 8950) ----
