@@ -281,6 +281,11 @@ fn bird_restarts_ipv6_only() {
 }
 
 #[test]
+fn bird_restarts_dual_stack_over_ipv4() {
+    peer_restarts(Kind::Bird, Plan::DualStackV4Primary, "flgr-bpd4");
+}
+
+#[test]
 fn bird_restarts_ipv4_only() {
     peer_restarts(Kind::Bird, Plan::Ipv4Only, "flgr-bpv4");
 }
@@ -303,6 +308,11 @@ fn fairlead_restarts_bird_helper_dual_stack_over_ipv6() {
 #[test]
 fn fairlead_restarts_bird_helper_ipv6_only() {
     fairlead_restarts(Kind::Bird, Plan::Ipv6Only, "flgr-bfv6");
+}
+
+#[test]
+fn fairlead_restarts_bird_helper_dual_stack_over_ipv4() {
+    fairlead_restarts(Kind::Bird, Plan::DualStackV4Primary, "flgr-bfd4");
 }
 
 #[test]

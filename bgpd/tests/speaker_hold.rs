@@ -111,6 +111,11 @@ fn hold_timer_expiry_bird_ipv6_only() {
 }
 
 #[test]
+fn hold_timer_expiry_bird_dual_stack_over_ipv4() {
+    hold_timer_expires(Kind::Bird, Plan::DualStackV4Primary, "flhold-bd4");
+}
+
+#[test]
 fn hold_timer_expiry_bird_ipv4_only() {
     hold_timer_expires(Kind::Bird, Plan::Ipv4Only, "flhold-bv4");
 }
@@ -118,4 +123,9 @@ fn hold_timer_expiry_bird_ipv4_only() {
 #[test]
 fn hold_timer_expiry_gobgp_dual_stack_over_ipv6() {
     hold_timer_expires(Kind::Gobgp, Plan::DualStackV6Primary, "flhold-gd6");
+}
+
+#[test]
+fn hold_timer_expiry_gobgp_ipv4_only() {
+    hold_timer_expires(Kind::Gobgp, Plan::Ipv4Only, "flhold-gv4");
 }

@@ -28,6 +28,8 @@ pub enum Plan {
     Ipv6Only,
     /// IPv6 session carrying IPv6 and IPv4 routes (IPv4 with IPv6 next hops, RFC 8950).
     DualStackV6Primary,
+    /// IPv4 session carrying IPv4 and IPv6 routes (IPv6 with configured IPv6 next hops).
+    DualStackV4Primary,
     /// IPv4 session, IPv4 routes only.
     Ipv4Only,
 }
@@ -37,12 +39,13 @@ impl Plan {
         match self {
             Plan::Ipv6Only => vec![Afi::Ipv6],
             Plan::DualStackV6Primary => vec![Afi::Ipv6, Afi::Ipv4],
+            Plan::DualStackV4Primary => vec![Afi::Ipv4, Afi::Ipv6],
             Plan::Ipv4Only => vec![Afi::Ipv4],
         }
     }
 
     fn v6_session(self) -> bool {
-        self != Plan::Ipv4Only
+        matches!(self, Plan::Ipv6Only | Plan::DualStackV6Primary)
     }
 
     /// fairlead's address (namespace A).
@@ -177,8 +180,11 @@ impl Peer {
                     ""
                 };
                 c += &format!("  ipv4 {{ import all; export all;{enh} }};\n");
-            } else {
+            } else if self.plan.v6_session() {
                 c += "  ipv6 { import all; export all; };\n";
+            } else {
+                // IPv6 over an IPv4 session: the IPv6 next hop must be configured.
+                c += "  ipv6 { import all; export all; next hop address fd00:7::2; };\n";
             }
         }
         c + "}\n"
@@ -410,8 +416,12 @@ impl Fairlead {
             .into_iter()
             .map(|a| (a, Safi::Unicast))
             .collect();
-        if plan == Plan::DualStackV6Primary {
-            n.session.fsm.extended_next_hop = vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)];
+        match plan {
+            Plan::DualStackV6Primary => {
+                n.session.fsm.extended_next_hop = vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)];
+            }
+            Plan::DualStackV4Primary => n.local_ipv6 = Some("fd00:7::1".parse().unwrap()),
+            _ => {}
         }
         if let Some(restarting) = graceful_restart {
             n.session.fsm.graceful_restart = Some(GracefulRestartConfig {
