@@ -1,5 +1,6 @@
 //! fairlead: the per-node daemon and its CLI.
 
+mod cli;
 mod daemon;
 mod flags;
 
@@ -22,6 +23,9 @@ enum Command {
     Run(Box<flags::RunFlags>),
     /// Print the version.
     Version,
+    /// Inspect BGP state over the daemon's GoBGP-compatible API (`global`, `neighbor`).
+    #[command(flatten)]
+    Bgp(cli::CliCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +36,25 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(flags) => run(*flags),
+        Command::Bgp(cmd) => inspect(cmd),
+    }
+}
+
+/// The read-only BGP commands: one request to the local daemon, printed as GoBGP prints it.
+fn inspect(cmd: cli::CliCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fairlead: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairlead: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
