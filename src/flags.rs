@@ -305,19 +305,13 @@ impl RunArgs {
             }
         };
         check_conflist_path(&low.cni_conf_file)?;
-        if low.grpc_port == 0 {
-            return Err(FlagError::Invalid {
-                flag: "--grpc-port",
-                value: "0".into(),
-                reason: "the gRPC API needs a port (the CLI talks to it)".into(),
-            });
-        }
         let metrics_port = (low.metrics_port != 0).then_some(low.metrics_port);
         let health_port = (low.health_port != 0).then_some(low.health_port);
         let ports = [
             ("--metrics-port", metrics_port),
             ("--health-port", health_port),
-            ("--grpc-port", Some(low.grpc_port)),
+            // 0 disables the API (issue #4), like 0 for the metrics and health ports.
+            ("--grpc-port", (low.grpc_port != 0).then_some(low.grpc_port)),
         ];
         for (i, (flag, port)) in ports.iter().enumerate() {
             for (other, other_port) in &ports[i + 1..] {
@@ -354,7 +348,9 @@ impl RunArgs {
                 // The proxy reads Nodes too (NodePort addresses, topology hints).
                 Kind::Node => c.router || c.service_proxy,
                 Kind::Service | Kind::EndpointSlice => c.service_proxy || c.router,
-                Kind::Pod | Kind::Namespace | Kind::NetworkPolicy => c.firewall,
+                // The NDP proxy answers for this node's pod addresses, read from Pod objects.
+                Kind::Pod => c.firewall || (c.router && self.ndp_proxy_interface.is_some()),
+                Kind::Namespace | Kind::NetworkPolicy => c.firewall,
             })
             .collect()
     }

@@ -104,6 +104,9 @@ fn boolean_flags_take_false_and_a_bare_flag_means_true() {
         fw.watched_kinds(),
         vec![Kind::Pod, Kind::Namespace, Kind::NetworkPolicy]
     );
+    // The NDP proxy reads this node's pods even when the firewall is off.
+    let ndp = validate(&["--run-firewall=false", "--ndp-proxy-interface", "eth0"]).expect("valid");
+    assert!(ndp.watched_kinds().contains(&Kind::Pod));
     let err = error_of(&[
         "--run-router=false",
         "--run-service-proxy=false",
@@ -267,8 +270,9 @@ fn ports_interfaces_and_paths_are_checked() {
     );
     let err = error_of(&["--health-port", "9090", "--metrics-port", "9090"]);
     assert!(err.starts_with("--metrics-port and --health-port"), "{err}");
-    let err = error_of(&["--grpc-port", "0"]);
-    assert!(err.starts_with("--grpc-port: invalid value"), "{err}");
+    // 0 disables the gRPC API, and then frees nothing to conflict with.
+    let no_api = validate(&["--grpc-port", "0", "--metrics-port", "0"]).expect("valid");
+    assert_eq!(no_api.grpc_port, 0);
     for bad in ["", "a-very-long-interface", "eth0/1", "eth 0"] {
         let err = error_of(&["--ndp-proxy-interface", bad]);
         assert!(
