@@ -28,3 +28,7 @@ mod e2e_router;
 /// NetworkPolicy truth tables probed for real between CNI pods on 2 nodes, fairlead's firewall dataplane per node.
 #[path = "netns/firewall.rs"]
 mod firewall_policy;
+
+/// The README's demo (`examples/demo.rs`): its code path run and its sections asserted.
+#[path = "netns/demo.rs"]
+mod demo;
