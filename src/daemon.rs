@@ -5,13 +5,23 @@
 //! controllers stop first (kernel routes and the conflist stay, a restart reads them back), then the speaker
 //! closes its sessions with a Cease NOTIFICATION.
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use bgpd::api::{ApiServer, SpeakerBackend};
 use bgpd::speaker::Speaker;
-use cluster::{ClusterSource, ClusterStores, DirSource, KubeSource};
+use cluster::{Change, ClusterSource, ClusterStores, DirSource, Kind, KubeSource};
+use firewall::controller::FirewallController;
+use firewall::dataplane::{Dataplane as FirewallDataplane, NftTarget};
+use firewall::model::Options as FirewallOptions;
+use ipnet::IpNet;
+use proxy::controller::{ClusterObjects, ProxyConfig, ProxyController};
+use proxy::dataplane::{DataplaneConfig, DataplaneError as ProxyDataplaneError};
+use proxy::ipvs::IpvsError;
+use proxy::model::{NodeContext, NodePortAddresses};
 use routecontroller::controller::{
     ControllerConfig, ControllerError, RouteController, SpeakerIdentity, desired_from_stores,
 };
@@ -21,6 +31,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::flags::{LogFormat, RunArgs, SourceArgs};
+use crate::health::{Health, Reporter};
 
 /// How long the first sync of the cluster objects may take.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -147,13 +158,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         drop(changes);
     }
 
-    // Service proxy and firewall controllers are wired here, each a task in `tasks` stopped by `shutdown_rx`
-    // and reading `stores`.
+    // Service proxy and firewall: each in its own task, stopped by `shutdown_rx`, reading `stores`.
+    // Start-failure rule: a controller that cannot start is logged with its cause and left out; the daemon
+    // only exits when no enabled controller is left running (the router, once started, counts). The router
+    // itself keeps its older rule: its start failures are fatal, since its speaker identity is required.
+    let health = Health::default();
+    let mut running = usize::from(speaker.is_some());
+    let mut start_errors: Vec<anyhow::Error> = Vec::new();
     if args.controllers.service_proxy {
-        warn!("--run-service-proxy: the service proxy is not wired into `fairlead run` yet");
+        match start_proxy(&args, &stores, &health, shutdown_rx.clone()).await {
+            Ok(task) => {
+                running += 1;
+                tasks.spawn(task);
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "service proxy not started");
+                start_errors.push(e);
+            }
+        }
     }
     if args.controllers.firewall {
-        warn!("--run-firewall: the firewall is not wired into `fairlead run` yet");
+        let task = start_firewall(&stores, &health, shutdown_rx.clone());
+        running += 1;
+        tasks.spawn(task);
+    }
+    if running == 0 {
+        let e = start_errors
+            .pop()
+            .unwrap_or_else(|| anyhow!("no controller is enabled"));
+        source_task.abort();
+        return Err(e.context("no enabled controller could start"));
     }
 
     // Run until a signal or until a task ends (every task is meant to run until shutdown).
@@ -225,4 +259,262 @@ async fn wait_for_local_node(
             }
         }
     }
+}
+
+/// How often the service proxy resyncs without a change (kube-proxy's `--ipvs-sync-period` default).
+const PROXY_RESYNC: Duration = Duration::from_secs(30);
+/// Name of the service proxy loop in health reports and metrics.
+pub const PROXY: &str = "service_proxy";
+/// Name of the firewall loop in health reports and metrics.
+pub const FIREWALL: &str = "firewall";
+
+type ControllerTask = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<&'static str>> + Send>>;
+
+/// This node's addresses for NodePort virtual servers and the firewall's always-allowed sources: global and
+/// unique-local unicast addresses of every interface but loopback and the proxy's own VIP interface.
+fn node_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        warn!("cannot list this node's interface addresses");
+        return Vec::new();
+    };
+    let mut out: Vec<IpAddr> = addrs
+        .filter(|a| a.interface_name != proxy::dataplane::VIP_INTERFACE)
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+            }
+        })
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        // Link-local addresses need a zone and are never NodePort targets.
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Services, EndpointSlices and Nodes' pod CIDRs as they are in the stores now.
+fn proxy_objects(stores: &ClusterStores) -> ClusterObjects {
+    ClusterObjects {
+        services: stores
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect(),
+        slices: stores
+            .endpoint_slices
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect(),
+    }
+}
+
+/// Cluster pod CIDRs for the proxy's masquerade rule: `--cluster-cidr` when given, else every Node's podCIDRs.
+fn cluster_cidrs(args: &RunArgs, stores: &ClusterStores) -> Vec<IpNet> {
+    if let Some(routing) = &args.routing
+        && !routing.cluster_cidrs.is_empty()
+    {
+        return routing.cluster_cidrs.clone();
+    }
+    let mut cidrs: Vec<IpNet> = Vec::new();
+    for node in stores.nodes.state() {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        for cidr in node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidrs.clone())
+            .unwrap_or_default()
+        {
+            match cidr.parse::<IpNet>() {
+                Ok(net) => cidrs.push(net.trunc()),
+                Err(e) => warn!(node = %name, %cidr, error = %e, "invalid podCIDR skipped"),
+            }
+        }
+    }
+    cidrs.sort();
+    cidrs.dedup();
+    cidrs
+}
+
+/// Starts the service proxy on its own thread (its dataplane is blocking netlink with its own runtime) and
+/// returns the task that feeds it the stores' content on every relevant change until shutdown.
+async fn start_proxy(
+    args: &RunArgs,
+    stores: &ClusterStores,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<ControllerTask> {
+    let zone = stores
+        .nodes
+        .state()
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(args.node_name.as_str()))
+        .and_then(|n| {
+            n.metadata
+                .labels
+                .as_ref()?
+                .get("topology.kubernetes.io/zone")
+                .cloned()
+        });
+    let config = ProxyConfig {
+        node: NodeContext {
+            name: args.node_name.clone(),
+            zone,
+            addresses: node_addresses(),
+            node_port_addresses: NodePortAddresses::all(),
+        },
+        cluster_cidrs: cluster_cidrs(args, stores),
+        dataplane: DataplaneConfig::default(),
+        resync_period: PROXY_RESYNC,
+    };
+    // Subscribe before the first snapshot so no change between the two is lost.
+    let mut changes = stores.changes();
+    let (updates_tx, updates_rx) = std::sync::mpsc::channel::<ClusterObjects>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
+    let reporter = health.register(PROXY, PROXY_RESYNC);
+    let thread = std::thread::Builder::new()
+        .name("service-proxy".into())
+        .spawn(move || proxy_loop(config, updates_rx, started_tx, reporter))
+        .context("spawning the service proxy thread")?;
+    match started_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            health.unregister(PROXY);
+            let _ = thread.join();
+            return Err(e);
+        }
+        Err(_) => {
+            health.unregister(PROXY);
+            return Err(anyhow!("the service proxy thread ended while starting"));
+        }
+    }
+    info!("service proxy started");
+    updates_tx
+        .send(proxy_objects(stores))
+        .map_err(|_| anyhow!("the service proxy stopped before its first sync"))?;
+    let stores = stores.clone();
+    Ok(Box::pin(async move {
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                change = changes.recv() => {
+                    let Some(change) = change else { break };
+                    let mut relevant = proxy_relevant(&change);
+                    // Coalesce what is already queued into one snapshot.
+                    while let Some(more) = changes.try_recv() {
+                        relevant |= proxy_relevant(&more);
+                    }
+                    if relevant && updates_tx.send(proxy_objects(&stores)).is_err() {
+                        return Err(anyhow!("service proxy: its loop ended"));
+                    }
+                }
+            }
+        }
+        // Dropping the sender ends the proxy loop; the thread is left to finish its current sync.
+        drop(updates_tx);
+        Ok(PROXY)
+    }))
+}
+
+fn proxy_relevant(change: &Change) -> bool {
+    matches!(
+        change.kind(),
+        None | Some(Kind::Service | Kind::EndpointSlice | Kind::Node)
+    )
+}
+
+/// The proxy thread: opens the dataplane (reporting the outcome), then syncs on every update and resyncs
+/// every period, until the sender is dropped.
+fn proxy_loop(
+    config: ProxyConfig,
+    updates: std::sync::mpsc::Receiver<ClusterObjects>,
+    started: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    reporter: Reporter,
+) {
+    let period = config.resync_period;
+    let mut controller = match ProxyController::new(config) {
+        Ok(c) => {
+            let _ = started.send(Ok(()));
+            c
+        }
+        Err(e) => {
+            let cause = match &e {
+                ProxyDataplaneError::Ipvs(IpvsError::FamilyNotFound) => anyhow::Error::new(e).context(
+                    "starting the service proxy: IPVS is not available in this kernel (load the ip_vs module)",
+                ),
+                _ => anyhow::Error::new(e).context("starting the service proxy"),
+            };
+            let _ = started.send(Err(cause));
+            return;
+        }
+    };
+    loop {
+        match updates.recv_timeout(period) {
+            Ok(mut objects) => {
+                // Only the newest snapshot matters.
+                while let Ok(newer) = updates.try_recv() {
+                    objects = newer;
+                }
+                let outcome = controller.sync(&objects.services, &objects.slices);
+                crate::metrics::observe_sync(PROXY, outcome.duration);
+                reporter.synced();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(outcome) = controller.resync() {
+                    crate::metrics::observe_sync(PROXY, outcome.duration);
+                    reporter.synced();
+                } else {
+                    reporter.alive();
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Starts the firewall controller on its own change subscription; a watcher turns its metrics into
+/// health progress and sync-duration observations.
+fn start_firewall(
+    stores: &ClusterStores,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> ControllerTask {
+    let options = FirewallOptions {
+        node_addresses: node_addresses(),
+        ..FirewallOptions::default()
+    };
+    let dataplane = FirewallDataplane::new(NftTarget::Current, options.table.clone());
+    let controller = FirewallController::new(stores.clone(), options, dataplane);
+    let metrics = controller.metrics();
+    let changes = stores.changes();
+    let reporter = health.register(FIREWALL, firewall::controller::DEFAULT_RESYNC);
+    info!("firewall started");
+    Box::pin(async move {
+        let run = controller.run(changes);
+        tokio::pin!(run);
+        let mut seen = 0u64;
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = &mut run => return Err(anyhow!("firewall: the change stream ended")),
+                _ = stop.wait_for(|s| *s) => return Ok(FIREWALL),
+                _ = poll.tick() => {
+                    let m = metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let passes = m.full_syncs + m.element_syncs + m.unchanged_syncs + m.errors;
+                    if passes != seen {
+                        seen = passes;
+                        if let Some(d) = m.last_sync_duration {
+                            crate::metrics::observe_sync(FIREWALL, d);
+                        }
+                        reporter.synced();
+                    }
+                }
+            }
+        }
+    })
 }

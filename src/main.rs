@@ -3,6 +3,8 @@
 mod cli;
 mod daemon;
 mod flags;
+mod health;
+mod metrics;
 
 use std::process::ExitCode;
 
@@ -42,7 +44,10 @@ fn main() -> ExitCode {
 
 /// The read-only BGP commands: one request to the local daemon, printed as GoBGP prints it.
 fn inspect(cmd: cli::CliCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fairlead: cannot start the async runtime: {e}");
