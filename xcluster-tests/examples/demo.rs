@@ -22,7 +22,15 @@ use xcluster_tests::{
 };
 
 /// Tools the demo runs (checked before anything is created).
-pub const TOOLS: &[&str] = &["ip", "ping", "bird", "birdc", "bridge", "host-local", "loopback"];
+pub const TOOLS: &[&str] = &[
+    "ip",
+    "ping",
+    "bird",
+    "birdc",
+    "bridge",
+    "host-local",
+    "loopback",
+];
 /// The cluster's AS (iBGP full mesh between nodes) and the ToR's.
 pub const CLUSTER_ASN: u32 = 64512;
 pub const TOR_ASN: u32 = 65000;
@@ -34,26 +42,19 @@ pub const TOR_PREFIX: &str = "fd00:99:64:ff9b::/96";
 pub const TIMEOUT: Duration = Duration::from_secs(40);
 const POLL: Duration = Duration::from_millis(500);
 
-/// Set by the signal thread on SIGINT / SIGTERM; every wait of the demo gives up when it is set.
+/// Set by the signal thread on SIGINT / SIGTERM (`--keep` waits for it).
 #[derive(Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+struct Interrupt(Arc<AtomicBool>);
 
 impl Interrupt {
-    pub fn is_set(&self) -> bool {
+    fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 
-    fn check(&self) -> anyhow::Result<()> {
-        if self.is_set() {
-            bail!("interrupted");
-        }
-        Ok(())
-    }
-
-    /// Blocks SIGINT and SIGTERM in this (the main, still single) thread and every thread it starts, and waits
-    /// for them on a dedicated thread, so the demo always gets to clean up. Children do not inherit the mask:
-    /// std's process spawning resets it.
-    pub fn install() -> anyhow::Result<Interrupt> {
+    /// Blocks SIGINT and SIGTERM in this thread and every thread it starts, and waits for them on a dedicated
+    /// thread, so the demo gets to clean up. Call it only once every long-lived child runs: a blocked mask is
+    /// inherited across fork and exec, and fairlead or BIRD would then ignore the guard's SIGTERM.
+    fn install() -> anyhow::Result<Interrupt> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGINT);
         set.add(Signal::SIGTERM);
@@ -80,7 +81,13 @@ pub fn fairlead_bin() -> anyhow::Result<PathBuf> {
         .context("workspace root")?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { workspace.join(t) })
+        .map(|t| {
+            if t.is_absolute() {
+                t
+            } else {
+                workspace.join(t)
+            }
+        })
         .unwrap_or_else(|| workspace.join("target"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Incremental: a no-op when the script (or a previous run) built it already.
@@ -126,14 +133,13 @@ pub struct Report {
 impl Demo {
     /// Builds the topology, starts BIRD and fairlead everywhere, waits (bounded) for every session, route and
     /// pod, and returns the cluster. `name` gives the namespace prefix (tests pass their own name).
-    pub fn start(name: &str, bin: PathBuf, interrupt: &Interrupt) -> anyhow::Result<Demo> {
+    pub fn start(name: &str, bin: PathBuf) -> anyhow::Result<Demo> {
         let plan = AddressPlan::Ipv6Only;
         let topo = TopologyBuilder::named(name, plan)
             .nodes(NODES)
             .router("tor", &[1])
             .build()
             .context("build topology")?;
-        interrupt.check()?;
         let tor = start_tor(&topo)?;
         let objects = topo.guard().temp_dir().join("objects");
         std::fs::create_dir_all(&objects).context("objects dir")?;
@@ -153,29 +159,27 @@ impl Demo {
         }
         for i in 1..=NODES {
             let addr = demo.node(i)?.address(Family::V6).context("node address")?;
-            demo.wait(&format!("the ToR's session with node{i}"), interrupt, || {
+            demo.wait(&format!("the ToR's session with node{i}"), || {
                 demo.tor.session_established(addr).unwrap_or(false)
             })?;
         }
         for i in [1, 3] {
-            let pod = demo.add_pod(i, interrupt)?;
+            let pod = demo.add_pod(i)?;
             demo.pods.push(pod);
         }
         let (from, to) = (&demo.pods[0], &demo.pods[1]);
         let to_ip = to.ip(Family::V6).context("pod IPv6 address")?;
-        demo.wait(
-            &format!("the pod on node1 pings {to_ip} on node3"),
-            interrupt,
-            || ping(&from.netns, to_ip).is_ok(),
-        )?;
+        demo.wait(&format!("the pod on node1 pings {to_ip} on node3"), || {
+            ping(&from.netns, to_ip).is_ok()
+        })?;
         // node1's own view: every peer Established and every node's pod CIDR in the Loc-RIB.
         let peers = demo.peers_of(1)?;
         let cidrs = demo.pod_cidrs();
-        demo.wait("node1: every neighbour Establ", interrupt, || {
+        demo.wait("node1: every neighbour Establ", || {
             demo.fairlead_cli(1, &["neighbor"])
                 .is_ok_and(|t| all_established(&t, &peers))
         })?;
-        demo.wait("node1: every pod CIDR in the RIB", interrupt, || {
+        demo.wait("node1: every pod CIDR in the RIB", || {
             demo.fairlead_cli(1, &["global", "rib", "-a", "ipv6"])
                 .is_ok_and(|t| cidrs.iter().all(|c| rib_has(&t, c)))
         })?;
@@ -242,7 +246,9 @@ impl Demo {
             topology.push_str(&format!(
                 "pod on {node}: netns {} address {}\n",
                 pod.netns,
-                pod.ip(Family::V6).map(|a| a.to_string()).unwrap_or_default()
+                pod.ip(Family::V6)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
             ));
         }
         let (from, to) = (&self.pods[0], &self.pods[1]);
@@ -274,11 +280,9 @@ impl Demo {
         })
     }
 
-    /// A bounded wait that also ends on SIGINT / SIGTERM; on timeout the fairlead logs are attached.
-    fn wait(&self, what: &str, interrupt: &Interrupt, f: impl Fn() -> bool) -> anyhow::Result<()> {
-        let res = wait_until(what, TIMEOUT, POLL, || interrupt.is_set() || f());
-        interrupt.check()?;
-        res.with_context(|| self.logs())
+    /// A bounded wait; on timeout the fairlead logs are attached.
+    fn wait(&self, what: &str, f: impl Fn() -> bool) -> anyhow::Result<()> {
+        wait_until(what, TIMEOUT, POLL, f).with_context(|| self.logs())
     }
 
     fn logs(&self) -> String {
@@ -350,11 +354,10 @@ impl Demo {
 
     /// Waits for the conflist fairlead writes on node `index` and makes a pod with it (host-local state in the
     /// demo's temp dir, not the machine's /var/lib/cni).
-    fn add_pod(&self, index: u8, interrupt: &Interrupt) -> anyhow::Result<Pod> {
+    fn add_pod(&self, index: u8) -> anyhow::Result<Pod> {
         let path = self.conflist_path(index);
         self.wait(
             &format!("fairlead on node{index} writes {}", path.display()),
-            interrupt,
             || path.is_file(),
         )?;
         let mut conflist = load_conflist(&path)?;
@@ -381,8 +384,11 @@ fn start_tor(topo: &Topology) -> anyhow::Result<Bird> {
             .address_on(node.segment, Family::V6)
             .context("ToR address")?;
         spec = spec.neighbor(
-            Neighbor::new(node.address(Family::V6).context("node address")?, CLUSTER_ASN)
-                .local_address(local),
+            Neighbor::new(
+                node.address(Family::V6).context("node address")?,
+                CLUSTER_ASN,
+            )
+            .local_address(local),
         );
     }
     let prefix: IpNet = TOR_PREFIX.parse()?;
@@ -432,8 +438,7 @@ pub fn all_established(table: &str, peers: &[IpAddr]) -> bool {
     peers.iter().all(|p| {
         table.lines().any(|l| {
             let mut fields = l.split_whitespace();
-            fields.next().and_then(|f| f.parse::<IpAddr>().ok()) == Some(*p)
-                && l.contains("Establ")
+            fields.next().and_then(|f| f.parse::<IpAddr>().ok()) == Some(*p) && l.contains("Establ")
         })
     })
 }
@@ -463,10 +468,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(missing) = xcluster_tests::missing_requirements(TOOLS) {
         bail!("{missing}");
     }
-    let interrupt = Interrupt::install()?;
+    // Setup is not interruptible: Ctrl-C reaches the whole process group (fairlead and BIRD too), and the next
+    // run removes the namespaces left behind (their owner's PID is gone).
     let bin = fairlead_bin()?;
     println!("building a 3-node IPv6-only cluster with a BIRD ToR (up to {TIMEOUT:?} per step)...");
-    let demo = Demo::start("fairlead-demo", bin, &interrupt)?;
+    let demo = Demo::start("fairlead-demo", bin)?;
     let report = demo.report()?;
     section("topology", &report.topology);
     section("fairlead neighbor (node1)", &report.neighbor);
@@ -488,19 +494,17 @@ fn main() -> anyhow::Result<()> {
         let n1 = &demo.node(1)?.netns;
         println!("ip netns exec {n1} {bin} global rib -a ipv6");
         println!("ip netns exec {n1} ip -6 route show proto 44");
-        println!(
-            "birdc -s {} show protocols",
-            demo.tor.socket().display()
-        );
+        println!("birdc -s {} show protocols", demo.tor.socket().display());
         println!(
             "ip netns exec {} ping -6 {}",
             demo.pods[0].netns, report.ping_to
         );
+        println!("logs: {}/*.log", demo.topo.guard().temp_dir().display());
+        let interrupt = Interrupt::install()?;
         println!(
-            "logs: {}/*.log",
-            demo.topo.guard().temp_dir().display()
+            "Ctrl-C (or SIGTERM to pid {}) cleans up.",
+            std::process::id()
         );
-        println!("Ctrl-C (or SIGTERM to pid {}) cleans up.", std::process::id());
         while !interrupt.is_set() {
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -8,7 +8,7 @@ use xcluster_tests::{Family, require_root_and_tools};
 #[path = "../../examples/demo.rs"]
 mod example;
 
-use example::{Demo, Interrupt, all_established, fairlead_bin, rib_has};
+use example::{Demo, all_established, fairlead_bin, rib_has};
 
 /// The demo's sections: node1's neighbour table shows the ToR and both other nodes `Establ`, node1's IPv6
 /// Loc-RIB lists every node's pod CIDR, the ToR learnt the pod CIDRs, and the cross-node pod ping succeeds.
@@ -17,10 +17,8 @@ fn demo_ipv6_only() {
     if !require_root_and_tools(example::TOOLS) {
         return;
     }
-    // No signal thread: libtest owns the process; an unset flag never interrupts a wait.
-    let interrupt = Interrupt::default();
     let bin = fairlead_bin().expect("fairlead binary");
-    let demo = Demo::start(&current_test_name(), bin, &interrupt).expect("demo cluster");
+    let demo = Demo::start(&current_test_name(), bin).expect("demo cluster");
     let report = demo.report().expect("demo report");
 
     let peers = demo.peers_of(1).unwrap();
@@ -48,7 +46,10 @@ fn demo_ipv6_only() {
             report.tor_routes
         );
     }
-    assert!(!rib_has(&report.rib, &"fd00:10:244:9::/64".parse().unwrap()));
+    assert!(!rib_has(
+        &report.rib,
+        &"fd00:10:244:9::/64".parse().unwrap()
+    ));
 
     assert_eq!(report.ping_from, demo.pods[0].ip(Family::V6).unwrap());
     assert_eq!(report.ping_to, demo.pods[1].ip(Family::V6).unwrap());
