@@ -456,7 +456,18 @@ fn section(title: &str, body: &str) {
     println!("{}", body.trim_end());
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    // The error chain as plain text (anyhow's `Debug` would add a backtrace under RUST_BACKTRACE).
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let keep = match std::env::args().nth(1).as_deref() {
         None => false,
         Some("--keep") => true,
