@@ -190,6 +190,41 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         return Err(e.context("no enabled controller could start"));
     }
 
+    // Health and metrics on every address (kubelet probes the node's address; Prometheus scrapes it).
+    // A port that cannot be bound is fatal: the probes would fail anyway, and say less.
+    for (port, what, router) in [
+        (
+            args.health_port,
+            "health",
+            crate::health::router(health.clone()),
+        ),
+        (
+            args.metrics_port,
+            "metrics",
+            crate::metrics::router(speaker.clone()),
+        ),
+    ] {
+        let Some(port) = port else { continue };
+        let listener = crate::health::bind_all(port)
+            .await
+            .with_context(|| format!("binding the {what} port {port}"))?;
+        info!(port, "{what} server listening");
+        let mut stop = shutdown_rx.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .with_context(|| format!("{what} server"))?;
+            Ok(if what == "health" {
+                "health server"
+            } else {
+                "metrics server"
+            })
+        });
+    }
+
     // Run until a signal or until a task ends (every task is meant to run until shutdown).
     let outcome: anyhow::Result<()> = tokio::select! {
         sig = &mut signal => { info!(signal = sig?, "shutting down"); Ok(()) }
@@ -377,6 +412,7 @@ async fn start_proxy(
     let (updates_tx, updates_rx) = std::sync::mpsc::channel::<ClusterObjects>();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<anyhow::Result<()>>();
     let reporter = health.register(PROXY, PROXY_RESYNC);
+    crate::metrics::declare_controller(PROXY);
     let thread = std::thread::Builder::new()
         .name("service-proxy".into())
         .spawn(move || proxy_loop(config, updates_rx, started_tx, reporter))
@@ -493,6 +529,7 @@ fn start_firewall(
     let metrics = controller.metrics();
     let changes = stores.changes();
     let reporter = health.register(FIREWALL, firewall::controller::DEFAULT_RESYNC);
+    crate::metrics::declare_controller(FIREWALL);
     info!("firewall started");
     Box::pin(async move {
         let run = controller.run(changes);

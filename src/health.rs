@@ -104,6 +104,53 @@ impl Reporter {
     }
 }
 
+/// Binds `port` on every address (both families when the kernel has IPv6, else IPv4): kubelet probes and
+/// Prometheus scrape the node's own addresses.
+pub async fn bind_all(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
+        Ok(l) => Ok(l),
+        Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).await,
+    }
+}
+
+/// `/healthz` (200, or 503 naming the stalled loops) and `/readyz` (200 once every loop synced once).
+pub fn router(health: Health) -> axum::Router {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let live = health.clone();
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let health = live.clone();
+                async move {
+                    match health.live(Instant::now()) {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                        Err(stalled) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("stalled: {}\n", stalled.join(", ")),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let health = health.clone();
+                async move {
+                    match health.ready() {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                        Err(waiting) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("first sync pending: {}\n", waiting.join(", ")),
+                        ),
+                    }
+                }
+            }),
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,3 +76,171 @@ pub fn render_syncs(out: &mut String) {
         );
     }
 }
+
+fn family_label(family: &bgpd::packet::iana::Family) -> &'static str {
+    match family.0 {
+        bgpd::packet::iana::Afi::Ipv4 => "ipv4-unicast",
+        bgpd::packet::iana::Afi::Ipv6 => "ipv6-unicast",
+    }
+}
+
+/// The RFC 4271 FSM states, as the `state` label spells them.
+const STATES: [(bgpd::fsm::State, &str); 6] = [
+    (bgpd::fsm::State::Idle, "idle"),
+    (bgpd::fsm::State::Connect, "connect"),
+    (bgpd::fsm::State::Active, "active"),
+    (bgpd::fsm::State::OpenSent, "opensent"),
+    (bgpd::fsm::State::OpenConfirm, "openconfirm"),
+    (bgpd::fsm::State::Established, "established"),
+];
+
+/// Picks one per-family prefix count of a neighbour.
+type CountsOf = fn(&bgpd::speaker::NeighborState) -> &BTreeMap<bgpd::packet::iana::Family, usize>;
+
+/// The BGP series from the speaker's neighbour table.
+pub fn render_bgp(out: &mut String, neighbors: &[bgpd::speaker::NeighborState]) {
+    let _ = writeln!(
+        out,
+        "# HELP fairlead_bgp_session_state 1 for the session's current FSM state, 0 for the other five."
+    );
+    let _ = writeln!(out, "# TYPE fairlead_bgp_session_state gauge");
+    for n in neighbors {
+        for (state, label) in STATES {
+            let _ = writeln!(
+                out,
+                "fairlead_bgp_session_state{{peer=\"{}\",peer_asn=\"{}\",state=\"{label}\"}} {}",
+                n.id.addr,
+                n.remote_asn,
+                u8::from(n.state == state)
+            );
+        }
+    }
+    let gauges: [(&str, &str, CountsOf); 3] = [
+        (
+            "fairlead_bgp_prefixes_received",
+            "Prefixes in Adj-RIB-In from the peer (before import policy).",
+            |n| &n.received,
+        ),
+        (
+            "fairlead_bgp_prefixes_accepted",
+            "Prefixes from the peer that passed import policy.",
+            |n| &n.accepted,
+        ),
+        (
+            "fairlead_bgp_prefixes_advertised",
+            "Prefixes in Adj-RIB-Out to the peer.",
+            |n| &n.advertised,
+        ),
+    ];
+    for (name, help, counts) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for n in neighbors {
+            for (family, count) in counts(n) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\",family=\"{}\"}} {count}",
+                    n.id.addr,
+                    family_label(family)
+                );
+            }
+        }
+    }
+}
+
+/// fairlead's kernel routes (route protocol 44) per family, over all tables.
+pub async fn count_routes(
+    handle: &rtnetlink::Handle,
+) -> Result<[(&'static str, u64); 2], rtnetlink::Error> {
+    use futures::TryStreamExt;
+    use netlink_packet_route::AddressFamily;
+    use netlink_packet_route::route::{RouteMessage, RouteProtocol};
+    let mut counts = [("ipv4-unicast", 0u64), ("ipv6-unicast", 0u64)];
+    for (i, family) in [AddressFamily::Inet, AddressFamily::Inet6]
+        .into_iter()
+        .enumerate()
+    {
+        let mut query = RouteMessage::default();
+        query.header.address_family = family;
+        let mut dump = handle.route().get(query).execute();
+        while let Some(msg) = dump.try_next().await? {
+            if msg.header.protocol
+                == RouteProtocol::from(routecontroller::dataplane::ROUTE_PROTOCOL)
+            {
+                counts[i].1 += 1;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+async fn render_routes(out: &mut String) {
+    let counts = match routecontroller::dataplane::rtnetlink_handle() {
+        Ok(handle) => count_routes(&handle).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: opening rtnetlink");
+            return;
+        }
+    };
+    let counts = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading the kernel routes");
+            return;
+        }
+    };
+    let _ = writeln!(
+        out,
+        "# HELP fairlead_routes_installed Kernel routes fairlead owns (its route protocol number)."
+    );
+    let _ = writeln!(out, "# TYPE fairlead_routes_installed gauge");
+    for (label, count) in counts {
+        let _ = writeln!(
+            out,
+            "fairlead_routes_installed{{family=\"{label}\"}} {count}"
+        );
+    }
+}
+
+/// The whole exposition: build info, BGP (when the speaker runs), routes, sync durations.
+pub async fn render(speaker: Option<&bgpd::speaker::Speaker>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP fairlead_build_info Always 1; the running version."
+    );
+    let _ = writeln!(out, "# TYPE fairlead_build_info gauge");
+    let _ = writeln!(
+        out,
+        "fairlead_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(speaker) = speaker {
+        match speaker.neighbors().await {
+            Ok(neighbors) => render_bgp(&mut out, &neighbors),
+            Err(e) => tracing::warn!(error = %e, "metrics: reading the BGP neighbours"),
+        }
+        render_routes(&mut out).await;
+    }
+    render_syncs(&mut out);
+    out
+}
+
+/// `/metrics` in the Prometheus text format.
+pub fn router(speaker: Option<bgpd::speaker::Speaker>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let speaker = speaker.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    render(speaker.as_ref()).await,
+                )
+            }
+        }),
+    )
+}

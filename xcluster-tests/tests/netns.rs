@@ -32,3 +32,11 @@ mod firewall_policy;
 /// The README's demo (`examples/demo.rs`): its code path run and its sections asserted.
 #[path = "netns/demo.rs"]
 mod demo;
+
+/// `fairlead run`'s /metrics (BGP session state, prefixes, sync durations), /healthz and /readyz.
+#[path = "netns/e2e_metrics.rs"]
+mod e2e_metrics;
+
+/// GoBGP compatibility end to end: the stock `gobgp` CLI against `bgpd` and gobgpd, and `fairlead`'s CLI against `bgpd`.
+#[path = "netns/gobgp_compat.rs"]
+mod gobgp_compat;
