@@ -36,7 +36,3 @@ mod demo;
 /// `fairlead run`'s /metrics (BGP session state, prefixes, sync durations), /healthz and /readyz.
 #[path = "netns/e2e_metrics.rs"]
 mod e2e_metrics;
-
-/// GoBGP compatibility end to end: the stock `gobgp` CLI against `bgpd` and gobgpd, and `fairlead`'s CLI against `bgpd`.
-#[path = "netns/gobgp_compat.rs"]
-mod gobgp_compat;
