@@ -212,6 +212,9 @@ fn fairlead_restarts(kind: Kind, plan: Plan, tag: &str) {
                 peer.has_route_from_fairlead(p),
                 "{p} kept by the helper: {route}"
             );
+            if kind == Kind::Frr {
+                assert!(route.contains("stale"), "{p} shown stale: {route}");
+            }
             if kind == Kind::Gobgp {
                 // GoBGP marks a stale path with an `S` in front of its row.
                 assert!(
@@ -231,11 +234,12 @@ fn fairlead_restarts(kind: Kind, plan: Plan, tag: &str) {
         {
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
-                "the peer's table after fairlead's End-of-RIB: {}\n{:?}\n{}\nfairlead: {:?}",
+                "the peer's table after fairlead's End-of-RIB: {}\n{:?}\n{}\nfairlead: {:?}\nSS {}",
                 peer.session(),
                 all.iter().map(|p| peer.route(p)).collect::<Vec<_>>(),
                 peer.log(),
-                fl2.neighbor()
+                fl2.neighbor(),
+                String::from_utf8_lossy(&pair.b.exec("ss", &["-tan"]).stdout)
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -266,7 +270,7 @@ fn peer_established(peer: &Peer) -> bool {
         Kind::Bird => {
             s.lines().next_back().is_some() && s.contains("BGP state:          Established")
         }
-        Kind::Gobgp => s.to_lowercase().contains("bgp state = established"),
+        Kind::Gobgp | Kind::Frr => s.to_lowercase().contains("bgp state = established"),
     }
 }
 
@@ -328,4 +332,24 @@ fn fairlead_restarts_gobgp_helper_dual_stack_over_ipv6() {
 #[test]
 fn fairlead_restarts_gobgp_helper_ipv4_only() {
     fairlead_restarts(Kind::Gobgp, Plan::Ipv4Only, "flgr-gfv4");
+}
+
+#[test]
+fn frr_restarts_dual_stack_over_ipv6() {
+    peer_restarts(Kind::Frr, Plan::DualStackV6Primary, "flgr-fpd6");
+}
+
+#[test]
+fn frr_restarts_ipv4_only() {
+    peer_restarts(Kind::Frr, Plan::Ipv4Only, "flgr-fpv4");
+}
+
+#[test]
+fn fairlead_restarts_frr_helper_dual_stack_over_ipv6() {
+    fairlead_restarts(Kind::Frr, Plan::DualStackV6Primary, "flgr-ffd6");
+}
+
+#[test]
+fn fairlead_restarts_frr_helper_ipv4_only() {
+    fairlead_restarts(Kind::Frr, Plan::Ipv4Only, "flgr-ffv4");
 }

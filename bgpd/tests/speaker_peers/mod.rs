@@ -117,7 +117,11 @@ impl Pair {
 pub enum Kind {
     Bird,
     Gobgp,
+    /// FRR: zebra (started once, as user `frr`) and bgpd (killed and restarted).
+    Frr,
 }
+
+const FRR_DIR: &str = "/usr/lib/frr";
 
 /// A peer daemon in namespace B that can be killed (SIGKILL: no NOTIFICATION) and started again.
 pub struct Peer {
@@ -126,6 +130,7 @@ pub struct Peer {
     ns: String,
     dir: PathBuf,
     proc: Option<Proc>,
+    zebra: Option<Proc>,
     /// Graceful restart on (helper and restarting speaker); hold time in seconds.
     pub graceful_restart: bool,
     pub hold_time: u16,
@@ -142,6 +147,7 @@ impl Peer {
             ns: ns.name.clone(),
             dir,
             proc: None,
+            zebra: None,
             graceful_restart,
             hold_time,
         }
@@ -190,6 +196,96 @@ impl Peer {
         c + "}\n"
     }
 
+    fn frr_config(&self, routes: &[IpNet]) -> String {
+        let f = self.plan.fairlead_addr();
+        let mut c = format!(
+            "frr defaults traditional\nhostname peer\nlog stdout informational\n!\nrouter bgp {PEER_ASN}\n bgp router-id 198.18.7.2\n              no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n              neighbor {f} remote-as {FAIRLEAD_ASN}\n neighbor {f} timers {} {}\n neighbor {f} timers connect 1\n",
+            self.hold_time / 3,
+            self.hold_time
+        );
+        if self.graceful_restart {
+            c += &format!(
+                " bgp graceful-restart\n bgp graceful-restart restart-time {RESTART_TIME}\n                  bgp graceful-restart preserve-fw-state\n"
+            );
+        }
+        if self.plan == Plan::DualStackV6Primary {
+            c += &format!(" neighbor {f} capability extended-nexthop\n");
+        }
+        for afi in self.plan.families() {
+            let name = if afi == Afi::Ipv4 { "ipv4" } else { "ipv6" };
+            c += &format!(" address-family {name} unicast\n");
+            for r in routes.iter().filter(|r| afi_of(r) == afi) {
+                c += &format!("  network {r}\n");
+            }
+            c += &format!("  neighbor {f} activate\n exit-address-family\n");
+        }
+        c + "!\n"
+    }
+
+    fn frr_start(&mut self, routes: &[IpNet], log: std::fs::File) -> Proc {
+        let vty = self.dir.join("vty");
+        let path = |n: &str| vty.join(n).to_string_lossy().into_owned();
+        if self.zebra.is_none() {
+            std::fs::create_dir_all(&vty).unwrap();
+            std::fs::write(vty.join("zebra.conf"), "").unwrap();
+            // zebra refuses to run as root unless root is in `frrvty`: it runs as `frr` and writes here.
+            let frr = nix::unistd::User::from_name("frr")
+                .unwrap()
+                .expect("the frr user");
+            nix::unistd::chown(&vty, Some(frr.uid), Some(frr.gid)).unwrap();
+            let zebra = Command::new("ip")
+                .args(["netns", "exec", &self.ns, &format!("{FRR_DIR}/zebra")])
+                .args(["-u", "frr", "-g", "frr", "-f", &path("zebra.conf")])
+                .args(["-i", &path("zebra.pid"), "-z", &path("zserv.api")])
+                .args(["--vty_socket", &vty.to_string_lossy(), "-P", "0"])
+                .args(["--log", &format!("file:{}", path("zebra.log"))])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start zebra");
+            self.zebra = Some(Proc(zebra));
+            wait(Duration::from_secs(10), "zebra answers", || {
+                self.vtysh("zebra", "show version").contains("FRRouting")
+            });
+        }
+        let conf = self.dir.join("bgpd.conf");
+        std::fs::write(&conf, self.frr_config(routes)).unwrap();
+        let bgpd = Command::new("ip")
+            .args(["netns", "exec", &self.ns, &format!("{FRR_DIR}/bgpd")])
+            .args([
+                "-S",
+                "-n",
+                "-z",
+                &path("zserv.api"),
+                "-f",
+                &conf.to_string_lossy(),
+            ])
+            .args([
+                "-i",
+                &path("bgpd.pid"),
+                "--vty_socket",
+                &vty.to_string_lossy(),
+                "-P",
+                "0",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start bgpd");
+        Proc(bgpd)
+    }
+
+    fn vtysh(&self, daemon: &str, command: &str) -> String {
+        let o = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(self.dir.join("vty"))
+            .args(["-d", daemon, "-c", command])
+            .stdin(Stdio::null())
+            .output()
+            .expect("vtysh");
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    }
+
     fn gobgp_config(&self) -> String {
         let mut c = format!(
             "[global.config]\n  as = {PEER_ASN}\n  router-id = \"198.18.7.2\"\n  port = 179\n\
@@ -227,6 +323,14 @@ impl Peer {
     pub fn start(&mut self, routes: &[IpNet], restarting: bool) {
         assert!(self.proc.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
+        if self.kind == Kind::Frr {
+            let bgpd = self.frr_start(routes, log);
+            self.proc = Some(bgpd);
+            wait(Duration::from_secs(10), "FRR bgpd answers", || {
+                self.vtysh("bgpd", "show version").contains("FRRouting")
+            });
+            return;
+        }
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns]);
         match self.kind {
@@ -254,6 +358,7 @@ impl Peer {
                     cmd.arg("-r");
                 }
             }
+            Kind::Frr => unreachable!("started above"),
         }
         let child = cmd
             .stdout(log.try_clone().unwrap())
@@ -283,6 +388,7 @@ impl Peer {
                 let out = self.cli_out(&["neighbor", &addr, "enable"]);
                 assert!(out.status.success(), "gobgp neighbor enable: {out:?}");
             }
+            Kind::Frr => {}
         }
     }
 
@@ -293,6 +399,13 @@ impl Peer {
 
     fn cli_out(&self, args: &[&str]) -> std::process::Output {
         match self.kind {
+            Kind::Frr => Command::new("vtysh")
+                .arg("--vty_socket")
+                .arg(self.dir.join("vty"))
+                .args(["-d", "bgpd", "-c", &args.join(" ")])
+                .stdin(Stdio::null())
+                .output()
+                .expect("vtysh"),
             Kind::Bird => Command::new("birdc")
                 .arg("-s")
                 .arg(self.dir.join("bird.ctl"))
@@ -320,6 +433,14 @@ impl Peer {
         let p = prefix.to_string();
         match self.kind {
             Kind::Bird => self.cli(&["show", "route", "for", &p, "all"]),
+            Kind::Frr => {
+                let fam = if afi_of(prefix) == Afi::Ipv6 {
+                    "ipv6"
+                } else {
+                    "ipv4"
+                };
+                self.cli(&["show", "bgp", fam, "unicast", &p])
+            }
             Kind::Gobgp => {
                 let fam = if afi_of(prefix) == Afi::Ipv6 {
                     "ipv6"
@@ -337,6 +458,10 @@ impl Peer {
         let p = prefix.to_string();
         match self.kind {
             Kind::Bird => out.contains(&p) && out.contains("[fl "),
+            Kind::Frr => {
+                out.contains(&format!("entry for {p}"))
+                    && out.contains(&format!("from {}", self.plan.fairlead_addr()))
+            }
             Kind::Gobgp => out
                 .lines()
                 .any(|l| l.contains(&p) && l.contains(&self.plan.fairlead_addr().to_string())),
@@ -348,6 +473,12 @@ impl Peer {
         match self.kind {
             Kind::Bird => self.cli(&["show", "protocols", "all", "fl"]),
             Kind::Gobgp => self.cli(&["neighbor", &self.plan.fairlead_addr().to_string()]),
+            Kind::Frr => self.cli(&[
+                "show",
+                "bgp",
+                "neighbors",
+                &self.plan.fairlead_addr().to_string(),
+            ]),
         }
     }
 
@@ -359,6 +490,7 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.proc = None;
+        self.zebra = None;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -408,6 +540,9 @@ impl Fairlead {
             listen: any_addrs(179).to_vec(),
         };
         let mut n = Neighbor::new(&config, plan.peer_addr(), PEER_ASN);
+        // A fixed source: FRR's extended next hop turns on router advertisements, and a SLAAC address of A
+        // would otherwise become the source of new connections (which FRR refuses as unconfigured).
+        n.session.local_addr = Some(plan.fairlead_addr());
         n.session.fsm.hold_time = hold_time;
         n.session.fsm.connect_retry_time = Duration::from_millis(500);
         n.session.fsm.connect_retry_max = Duration::from_secs(2);
