@@ -36,3 +36,11 @@ mod demo;
 /// `fairlead run`'s /metrics (BGP session state, prefixes, sync durations), /healthz and /readyz.
 #[path = "netns/e2e_metrics.rs"]
 mod e2e_metrics;
+
+/// GoBGP compatibility: the stock `gobgp` CLI against `bgpd` and gobgpd; `fairlead`'s CLI against `bgpd`.
+#[path = "netns/gobgp_compat.rs"]
+mod gobgp_compat;
+
+/// `fairlead cleanup` after `fairlead run`: no route, table, interface, NDP entry or conflist of fairlead remains.
+#[path = "netns/e2e_cleanup.rs"]
+mod e2e_cleanup;
