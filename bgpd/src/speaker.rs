@@ -611,7 +611,11 @@ impl Core {
                     p.local = None;
                     p.down_since = Some(Instant::now());
                     p.flaps += 1;
-                    p.stale_until = down.graceful_restart.map(|(t, f)| (Instant::now() + t, f));
+                    // A helper-only peer (no family in its capability) leaves nothing stale to wait for.
+                    p.stale_until = down
+                        .graceful_restart
+                        .filter(|(_, f)| !f.is_empty())
+                        .map(|(t, f)| (Instant::now() + t, f));
                 }
                 self.propagate(changes);
             }

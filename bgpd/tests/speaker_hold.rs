@@ -129,3 +129,13 @@ fn hold_timer_expiry_gobgp_dual_stack_over_ipv6() {
 fn hold_timer_expiry_gobgp_ipv4_only() {
     hold_timer_expires(Kind::Gobgp, Plan::Ipv4Only, "flhold-gv4");
 }
+
+#[test]
+fn hold_timer_expiry_frr_dual_stack_over_ipv6() {
+    hold_timer_expires(Kind::Frr, Plan::DualStackV6Primary, "flhold-fd6");
+}
+
+#[test]
+fn hold_timer_expiry_frr_ipv4_only() {
+    hold_timer_expires(Kind::Frr, Plan::Ipv4Only, "flhold-fv4");
+}
