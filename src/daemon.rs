@@ -307,7 +307,7 @@ type ControllerTask = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<&'sta
 
 /// This node's addresses for NodePort virtual servers and the firewall's always-allowed sources: global and
 /// unique-local unicast addresses of every interface but loopback and the proxy's own VIP interface.
-fn node_addresses() -> Vec<IpAddr> {
+pub(crate) fn node_addresses() -> Vec<IpAddr> {
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
         warn!("cannot list this node's interface addresses");
         return Vec::new();

@@ -1,5 +1,6 @@
 //! fairlead: the per-node daemon and its CLI.
 
+mod cleanup;
 mod cli;
 mod daemon;
 mod flags;
@@ -25,6 +26,8 @@ enum Command {
     Run(Box<flags::RunFlags>),
     /// Print the version.
     Version,
+    /// Remove the routes, IPVS services, interface, nftables tables, NDP proxy entries and conflist fairlead made.
+    Cleanup(cleanup::CleanupFlags),
     /// Inspect BGP state over the daemon's GoBGP-compatible API (`global`, `neighbor`).
     #[command(flatten)]
     Bgp(cli::CliCommand),
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         }
         Command::Run(flags) => run(*flags),
         Command::Bgp(cmd) => inspect(cmd),
+        Command::Cleanup(flags) => cleanup(flags),
     }
 }
 
@@ -85,6 +89,24 @@ fn run(flags: flags::RunFlags) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fairlead run: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cleanup(flags: cleanup::CleanupFlags) -> ExitCode {
+    daemon::init_logging(flags::LogFormat::Text);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fairlead cleanup: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cleanup::run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairlead cleanup: {e:#}");
             ExitCode::FAILURE
         }
     }
