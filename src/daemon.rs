@@ -1,7 +1,9 @@
 //! `fairlead run`: one cluster source, the BGP speaker, its gRPC API and the controllers, until SIGTERM.
 //!
 //! Order: logs -> cluster source (API server or `--objects-from`) -> first sync of the watched kinds -> the local
-//! Node's routing state -> speaker (+ API on loopback) -> route controller. Shutdown (SIGTERM/SIGINT): the
+//! Node's routing state -> speaker (+ API on loopback) -> route controller -> service proxy -> firewall -> health
+//! and metrics servers. A proxy or firewall that cannot start is logged and left out; the daemon exits only when
+//! no enabled controller runs (see `run`). Shutdown (SIGTERM/SIGINT): the
 //! controllers stop first (kernel routes and the conflist stay, a restart reads them back), then the speaker
 //! closes its sessions with a Cease NOTIFICATION.
 
@@ -480,8 +482,10 @@ fn proxy_loop(
         }
         Err(e) => {
             let cause = match &e {
-                ProxyDataplaneError::Ipvs(IpvsError::FamilyNotFound) => anyhow::Error::new(e).context(
-                    "starting the service proxy: IPVS is not available in this kernel (load the ip_vs module)",
+                // The error's own chain repeats its message; one clear sentence names the cause and the fix.
+                ProxyDataplaneError::Ipvs(IpvsError::FamilyNotFound) => anyhow!(
+                    "starting the service proxy: IPVS is not available in this kernel (generic netlink \
+                     family \"IPVS\" not registered; load the ip_vs module)"
                 ),
                 _ => anyhow::Error::new(e).context("starting the service proxy"),
             };
