@@ -502,11 +502,13 @@ fn proxy_loop(
                 }
                 let outcome = controller.sync(&objects.services, &objects.slices);
                 crate::metrics::observe_sync(PROXY, outcome.duration);
+                observe_proxy_result(&outcome);
                 reporter.synced();
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(outcome) = controller.resync() {
                     crate::metrics::observe_sync(PROXY, outcome.duration);
+                    observe_proxy_result(&outcome);
                     reporter.synced();
                 } else {
                     reporter.alive();
@@ -515,6 +517,16 @@ fn proxy_loop(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+fn observe_proxy_result(outcome: &proxy::controller::SyncOutcome) {
+    let kinds: Vec<&'static str> = outcome
+        .report
+        .errors
+        .iter()
+        .map(|e| e.metric_label())
+        .collect();
+    crate::metrics::observe_result(PROXY, &kinds);
 }
 
 /// Starts the firewall controller on its own change subscription; a watcher turns its metrics into
@@ -539,6 +551,7 @@ fn start_firewall(
         let run = controller.run(changes);
         tokio::pin!(run);
         let mut seen = 0u64;
+        let mut seen_errors = 0u64;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
@@ -552,6 +565,10 @@ fn start_firewall(
                         if let Some(d) = m.last_sync_duration {
                             crate::metrics::observe_sync(FIREWALL, d);
                         }
+                        // The firewall's failures are nft transactions (its only dataplane).
+                        let failed = m.errors != seen_errors;
+                        seen_errors = m.errors;
+                        crate::metrics::observe_result(FIREWALL, if failed { &["nftables"] } else { &[] });
                         reporter.synced();
                     }
                 }

@@ -35,6 +35,52 @@ pub fn observe_sync(controller: &'static str, duration: Duration) {
     h.sum += secs;
 }
 
+/// Passes by (controller, result) and errors by (controller, kind).
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    syncs: BTreeMap<(&'static str, &'static str), u64>,
+    errors: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+static COUNTERS: Mutex<Counters> = Mutex::new(Counters {
+    syncs: BTreeMap::new(),
+    errors: BTreeMap::new(),
+});
+
+/// Records the result of one pass: `success` without errors, else `error`, each error counted by its kind.
+pub fn observe_result(controller: &'static str, errors: &[&'static str]) {
+    let mut c = COUNTERS.lock().unwrap_or_else(|p| p.into_inner());
+    let result = if errors.is_empty() {
+        "success"
+    } else {
+        "error"
+    };
+    *c.syncs.entry((controller, result)).or_default() += 1;
+    for kind in errors {
+        *c.errors.entry((controller, kind)).or_default() += 1;
+    }
+}
+
+fn render_counters(out: &mut String) {
+    let c = COUNTERS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let _ = writeln!(out, "# HELP fairlead_syncs_total Passes, by result.");
+    let _ = writeln!(out, "# TYPE fairlead_syncs_total counter");
+    for ((controller, result), n) in &c.syncs {
+        let _ = writeln!(
+            out,
+            "fairlead_syncs_total{{controller=\"{controller}\",result=\"{result}\"}} {n}"
+        );
+    }
+    let _ = writeln!(out, "# HELP fairlead_errors_total Errors by kind.");
+    let _ = writeln!(out, "# TYPE fairlead_errors_total counter");
+    for ((controller, kind), n) in &c.errors {
+        let _ = writeln!(
+            out,
+            "fairlead_errors_total{{controller=\"{controller}\",kind=\"{kind}\"}} {n}"
+        );
+    }
+}
+
 /// Declares a controller so its histogram is exported (all zero) before its first pass.
 pub fn declare_controller(controller: &'static str) {
     SYNCS
@@ -132,6 +178,7 @@ pub fn render_bgp(out: &mut String, neighbors: &[bgpd::speaker::NeighborState]) 
             |n| &n.advertised,
         ),
     ];
+    render_bgp_sessions(out, neighbors);
     for (name, help, counts) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
@@ -142,6 +189,94 @@ pub fn render_bgp(out: &mut String, neighbors: &[bgpd::speaker::NeighborState]) 
                     "{name}{{peer=\"{}\",family=\"{}\"}} {count}",
                     n.id.addr,
                     family_label(family)
+                );
+            }
+        }
+    }
+}
+
+/// Negotiated families, the last state change and the message counters of each session.
+fn render_bgp_sessions(out: &mut String, neighbors: &[bgpd::speaker::NeighborState]) {
+    let _ = writeln!(
+        out,
+        "# HELP fairlead_bgp_family_negotiated 1 when the AFI/SAFI was negotiated in OPEN, 0 when configured but not."
+    );
+    let _ = writeln!(out, "# TYPE fairlead_bgp_family_negotiated gauge");
+    for n in neighbors {
+        let negotiated = n.negotiated.as_ref().map(|x| &x.families);
+        let mut families: Vec<_> = n
+            .accepted
+            .keys()
+            .chain(n.advertised.keys())
+            .copied()
+            .collect();
+        if let Some(neg) = negotiated {
+            families.extend(neg.iter().copied());
+        }
+        families.sort();
+        families.dedup();
+        for family in families {
+            let on = negotiated.is_some_and(|neg| neg.contains(&family));
+            let _ = writeln!(
+                out,
+                "fairlead_bgp_family_negotiated{{peer=\"{}\",family=\"{}\"}} {}",
+                n.id.addr,
+                family_label(&family),
+                u8::from(on)
+            );
+        }
+    }
+    // Instants are monotonic: the wall-clock time of a change is now minus its age.
+    let now = tokio::time::Instant::now();
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP fairlead_bgp_session_last_change_timestamp_seconds Unix time of the session's last state change."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE fairlead_bgp_session_last_change_timestamp_seconds gauge"
+    );
+    for n in neighbors {
+        let last = [n.established_since, n.down_since]
+            .into_iter()
+            .flatten()
+            .max();
+        if let Some(at) = last {
+            let _ = writeln!(
+                out,
+                "fairlead_bgp_session_last_change_timestamp_seconds{{peer=\"{}\"}} {:.3}",
+                n.id.addr,
+                unix_now - now.saturating_duration_since(at).as_secs_f64()
+            );
+        }
+    }
+    for (name, direction) in [
+        ("fairlead_bgp_messages_received_total", "received"),
+        ("fairlead_bgp_messages_sent_total", "sent"),
+    ] {
+        let _ = writeln!(out, "# HELP {name} BGP messages {direction}.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for n in neighbors {
+            let c = if direction == "sent" {
+                &n.messages.sent
+            } else {
+                &n.messages.received
+            };
+            for (kind, count) in [
+                ("open", c.open),
+                ("update", c.update),
+                ("notification", c.notification),
+                ("keepalive", c.keepalive),
+                ("route_refresh", c.route_refresh),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{peer=\"{}\",message_type=\"{kind}\"}} {count}",
+                    n.id.addr
                 );
             }
         }
@@ -223,6 +358,7 @@ pub async fn render(speaker: Option<&bgpd::speaker::Speaker>) -> String {
         render_routes(&mut out).await;
     }
     render_syncs(&mut out);
+    render_counters(&mut out);
     out
 }
 

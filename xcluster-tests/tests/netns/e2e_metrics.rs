@@ -172,6 +172,16 @@ fn metrics_e2e(plan: AddressPlan) {
             xcluster_tests::Family::V4 => "ipv4-unicast",
             xcluster_tests::Family::V6 => "ipv6-unicast",
         };
+        let negotiated =
+            format!("fairlead_bgp_family_negotiated{{peer=\"{peer}\",family=\"{fam}\"}} 1");
+        assert!(text.contains(&negotiated), "missing {negotiated}:\n{text}");
+        let opens = format!(
+            "fairlead_bgp_messages_received_total{{peer=\"{peer}\",message_type=\"open\"}} 1"
+        );
+        assert!(text.contains(&opens), "missing {opens}:\n{text}");
+        let changed =
+            format!("fairlead_bgp_session_last_change_timestamp_seconds{{peer=\"{peer}\"}} ");
+        assert!(text.contains(&changed), "missing {changed}:\n{text}");
         // The node advertises its pod CIDR of the family to the ToR.
         let advertised =
             format!("fairlead_bgp_prefixes_advertised{{peer=\"{peer}\",family=\"{fam}\"}} ");
