@@ -30,7 +30,7 @@ pub struct CleanupFlags {
 }
 
 /// fairlead's nftables tables, all of family `inet`.
-fn nft_tables() -> [&'static str; 3] {
+pub(crate) fn nft_tables() -> [&'static str; 3] {
     [
         firewall::model::TABLE_NAME,
         proxy::dataplane::nft::NFT_TABLE,

@@ -337,6 +337,56 @@ async fn render_routes(out: &mut String) {
     }
 }
 
+/// Rules, sets and set elements over fairlead's nftables tables (`nft -j`, read at scrape time).
+fn render_nftables(out: &mut String) {
+    let (mut rules, mut sets, mut elements) = (0u64, 0u64, 0u64);
+    for table in crate::cleanup::nft_tables() {
+        let Ok(output) = std::process::Command::new("nft")
+            .args(["-j", "list", "table", "inet", table])
+            .output()
+        else {
+            return;
+        };
+        // An absent table (its controller is off) counts nothing.
+        if !output.status.success() {
+            continue;
+        }
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+            tracing::warn!(table, "metrics: nft -j output did not parse");
+            continue;
+        };
+        for object in json["nftables"].as_array().into_iter().flatten() {
+            if object.get("rule").is_some() {
+                rules += 1;
+            } else if let Some(set) = object.get("set").or_else(|| object.get("map")) {
+                sets += 1;
+                elements += set["elem"].as_array().map_or(0, |e| e.len() as u64);
+            }
+        }
+    }
+    for (name, help, value) in [
+        (
+            "fairlead_nftables_rules",
+            "Rules in fairlead's nftables tables.",
+            rules,
+        ),
+        (
+            "fairlead_nftables_sets",
+            "Sets in fairlead's nftables tables.",
+            sets,
+        ),
+        (
+            "fairlead_nftables_set_elements",
+            "Elements over all of those sets.",
+            elements,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// The whole exposition: build info, BGP (when the speaker runs), routes, sync durations.
 pub async fn render(speaker: Option<&bgpd::speaker::Speaker>) -> String {
     let mut out = String::new();
@@ -356,6 +406,16 @@ pub async fn render(speaker: Option<&bgpd::speaker::Speaker>) -> String {
             Err(e) => tracing::warn!(error = %e, "metrics: reading the BGP neighbours"),
         }
         render_routes(&mut out).await;
+    }
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        let mut nft = String::new();
+        render_nftables(&mut nft);
+        nft
+    })
+    .await
+    .map(|nft| out.push_str(&nft))
+    {
+        tracing::warn!(error = %e, "metrics: reading nftables");
     }
     render_syncs(&mut out);
     render_counters(&mut out);
