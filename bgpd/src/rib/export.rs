@@ -194,7 +194,8 @@ impl Rib {
             .map(|c| c.family)
             .filter(|f| session.families.contains(f))
             .collect();
-        let mut out = Vec::new();
+        // At most one OutChange per change: reserve once instead of growing (a table load is 100k changes).
+        let mut out = Vec::with_capacity(changes.len());
         for family in families {
             let prefixes: Vec<IpNet> = changes
                 .iter()

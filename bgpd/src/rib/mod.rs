@@ -20,6 +20,7 @@ mod export;
 mod tests;
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -292,12 +293,21 @@ struct Path {
 #[derive(Debug, Default)]
 struct Dest {
     paths: SmallVec<[Path; 1]>,
-    multipath: u32,
 }
 
 impl Dest {
+    /// Size of the multipath set, derived rather than stored (a stored count would pad every table entry by 8
+    /// bytes): after a rerank the best has no reason and the rest of the set lost only in a tie-break after
+    /// the multipath boundary ([`LossReason::in_multipath`]), and they come first.
+    fn multipath(&self) -> usize {
+        self.paths
+            .iter()
+            .take_while(|p| p.reason.is_none_or(LossReason::in_multipath))
+            .count()
+    }
+
     fn best_set(&self) -> &[Path] {
-        &self.paths[..self.multipath as usize]
+        &self.paths[..self.multipath()]
     }
 }
 
@@ -411,7 +421,6 @@ fn key_of(local: &LocalConfig, peers: &[Option<PeerSlot>], path: &Path) -> decis
 /// Reruns the decision process on a destination and stores its result (order, reasons, multipath size).
 fn rerank(local: &LocalConfig, peers: &[Option<PeerSlot>], dest: &mut Dest) {
     if dest.paths.len() <= 1 {
-        dest.multipath = dest.paths.len() as u32;
         if let Some(p) = dest.paths.first_mut() {
             p.reason = None;
         }
@@ -426,7 +435,7 @@ fn rerank(local: &LocalConfig, peers: &[Option<PeerSlot>], dest: &mut Dest) {
         p.reason = ranking.reasons[i];
         dest.paths.push(p);
     }
-    dest.multipath = ranking.multipath as u32;
+    debug_assert_eq!(dest.multipath(), ranking.multipath);
 }
 
 fn source_of(peers: &[Option<PeerSlot>], idx: PeerIdx) -> PathSource {
@@ -694,7 +703,7 @@ impl Rib {
         family: Family,
         prefix: IpNet,
         peer: PeerIdx,
-        new: Option<Path>,
+        mut new: Option<Path>,
     ) -> (Option<BestChange>, bool) {
         let Rib {
             local,
@@ -703,10 +712,32 @@ impl Rib {
             ..
         } = self;
         let table = tables.entry(family).or_default();
-        let dest = match (table.dests.get_mut(&prefix), &new) {
-            (Some(d), _) => d,
-            (None, None) => return (None, false),
-            (None, Some(_)) => table.dests.entry(prefix).or_default(),
+        let dest = match new {
+            Some(n) => match table.dests.entry(prefix) {
+                Entry::Occupied(o) => {
+                    new = Some(n);
+                    o.into_mut()
+                }
+                Entry::Vacant(v) => {
+                    // A new prefix (the common case while a table loads): its only path is the best, so skip
+                    // the snapshot/rerank/compare of the general case and hash the prefix once.
+                    let route = to_route(peers, &n);
+                    let mut dest = Dest::default();
+                    dest.paths.push(Path { reason: None, ..n });
+                    v.insert(dest);
+                    let change = BestChange {
+                        family,
+                        prefix,
+                        old: Vec::new(),
+                        new: vec![route],
+                    };
+                    return (Some(change), false);
+                }
+            },
+            None => match table.dests.get_mut(&prefix) {
+                Some(d) => d,
+                None => return (None, false),
+            },
         };
         let existing = dest.paths.iter().position(|p| p.peer == peer);
         if let (Some(i), Some(n)) = (existing, &new)
@@ -946,6 +977,8 @@ impl Rib {
         }
         let mut out = UpdateOutcome {
             end_of_rib: update.end_of_rib,
+            // At most one change per prefix: reserve once instead of growing per prefix.
+            changes: Vec::with_capacity(update.withdrawn.len() + update.nlri.len()),
             ..Default::default()
         };
         for prefix in &update.withdrawn {
@@ -1016,13 +1049,14 @@ impl Rib {
         let Some(d) = self.dest(prefix) else {
             return Vec::new();
         };
+        let multipath = d.multipath();
         d.paths
             .iter()
             .enumerate()
             .map(|(i, p)| PathEntry {
                 route: to_route(&self.peers, p),
                 best: i == 0,
-                multipath: i < d.multipath as usize,
+                multipath: i < multipath,
                 reason: p.reason,
             })
             .collect()
