@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::fsm::{FsmConfig, Negotiated, State};
+use crate::fsm::{FsmConfig, Negotiated, State, build_open};
 use crate::packet::iana::{Afi, Family, Safi};
-use crate::packet::{NotificationMsg, PathAttributes, UpdateMsg};
+use crate::packet::{Capability, NotificationMsg, PathAttributes, UpdateMsg};
 use crate::policy::MaxPrefixSignal;
 use crate::rib::{
     BestChange, LocalConfig, OutChange, PeerConfig, PeerId, Rib, RibError, Route, SessionInfo,
@@ -110,6 +110,10 @@ pub struct NeighborState {
     pub down_since: Option<Instant>,
     /// The configuration it runs with.
     pub neighbor: Neighbor,
+    /// The capabilities of our OPEN and of the peer's OPEN for the Established session (empty otherwise):
+    /// what each side advertised, not only what both agreed on.
+    pub local_capabilities: Vec<Capability>,
+    pub remote_capabilities: Vec<Capability>,
 }
 
 /// Errors of the speaker API.
@@ -312,6 +316,8 @@ struct PeerEntry {
     stale_until: Option<(Instant, Vec<Family>)>,
     last_notification_sent: Option<NotificationMsg>,
     last_notification_received: Option<NotificationMsg>,
+    /// Our OPEN's capabilities, captured when the session reached Established.
+    local_capabilities: Vec<Capability>,
 }
 
 struct Core {
@@ -479,6 +485,7 @@ impl Core {
                 stale_until: None,
                 last_notification_sent: None,
                 last_notification_received: None,
+                local_capabilities: Vec::new(),
             },
         );
         Ok(())
@@ -578,6 +585,16 @@ impl Core {
                 local: p.local,
                 down_since: p.down_since,
                 neighbor: p.neighbor.clone(),
+                local_capabilities: p
+                    .negotiated
+                    .as_ref()
+                    .map(|_| p.local_capabilities.clone())
+                    .unwrap_or_default(),
+                remote_capabilities: p
+                    .negotiated
+                    .as_ref()
+                    .map(|n| n.peer_capabilities.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         v.sort_by_key(|n| n.id);
@@ -660,6 +677,7 @@ impl Core {
             extended_next_hop: neg.extended_next_hop.iter().copied().collect(),
         };
         p.negotiated = Some(neg.clone());
+        p.local_capabilities = build_open(&p.neighbor.session.fsm).capabilities;
         p.since = Some(Instant::now());
         p.local = local;
         if let Err(e) = self.rib.session_up(id, info) {

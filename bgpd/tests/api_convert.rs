@@ -299,6 +299,27 @@ fn rich_peer() -> bgpd::api::PeerInfo {
     p.remote_capabilities = vec![
         Capability::MultiProtocol(Afi::Ipv4),
         Capability::FourOctetAs(65002),
+        Capability::ExtendedNexthop(vec![(Afi::Ipv4, Afi::Ipv6)]),
+        Capability::GracefulRestart {
+            flags: 0x8,
+            restart_time: 120,
+            families: vec![(Afi::Ipv4, true), (Afi::Ipv6, false)],
+        },
+        Capability::AddPath(vec![(Afi::Ipv6, 3)]),
+        Capability::EnhancedRouteRefresh,
+        Capability::LongLivedGracefulRestart(vec![(Afi::Ipv6, 0x80, 3600)]),
+        Capability::Fqdn {
+            host_name: "r1".into(),
+            domain_name: "example".into(),
+        },
+        Capability::Unknown {
+            code: 128,
+            value: vec![],
+        },
+        Capability::Unknown {
+            code: 200,
+            value: vec![1, 2, 3],
+        },
     ];
     p
 }
@@ -551,8 +572,34 @@ fn rib_table_widens_columns_and_marks_stale_and_best() {
 fn neighbor_detail_lists_capabilities_like_gobgp() {
     let out = table::neighbor_detail(&rich_peer(), None, t(1_700_000_100));
     // Local capabilities first, then the remote-only ones, stably sorted by code (as gobgp's sort of so few).
-    let expected_caps = "  Neighbor capabilities:\n    multiprotocol:\n        ipv6-unicast:\tadvertised\n        \
-                         ipv4-unicast:\treceived\n    route-refresh:\tadvertised\n    4-octet-as:\tadvertised and received\n";
+    // Each capability's values in the layout of gobgp 3.10's `neighbor ADDR` (cmd/gobgp/neighbor.go).
+    let expected_caps = concat!(
+        "  Neighbor capabilities:\n",
+        "    multiprotocol:\n",
+        "        ipv6-unicast:\tadvertised\n",
+        "        ipv4-unicast:\treceived\n",
+        "    route-refresh:\tadvertised\n",
+        "    extended-nexthop:\treceived\n",
+        "        Remote: nlri: ipv4-unicast, nexthop: ipv6\n",
+        "    graceful-restart:\treceived\n",
+        "        Remote: restart time 120 sec, restart flag set\n",
+        "\t    ipv4-unicast, forward flag set\n",
+        "\t    ipv6-unicast\n",
+        "    4-octet-as:\tadvertised and received\n",
+        "    add-path:\treceived\n",
+        "      Remote:\n",
+        "         ipv6-unicast:\treceive/send\n",
+        "    enhanced-route-refresh:\treceived\n",
+        "    long-lived-graceful-restart:\treceived\n",
+        "        Remote:\n",
+        "\t    ipv6-unicast, restart time 3600 sec, forward flag set\n",
+        "    fqdn:\treceived\n",
+        "      Remote:\n",
+        "         name: r1, domain: example\n",
+        "    cisco-route-refresh:\treceived\n",
+        "    UnknownCapability(200):\treceived\n",
+        "  Message statistics:\n",
+    );
     assert!(out.contains(expected_caps), "{out}");
     assert!(
         out.starts_with("BGP neighbor is fd00:1::2, remote AS 65002, route-reflector-client\n"),

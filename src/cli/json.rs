@@ -33,6 +33,32 @@ fn capability(c: &Capability) -> Value {
         Capability::MultiProtocol(afi) => json!({"multiprotocol": family(*afi)}),
         Capability::RouteRefresh => json!({"route_refresh": {}}),
         Capability::FourOctetAs(asn) => json!({"four_octet_asn": {"asn": asn}}),
+        Capability::ExtendedNexthop(t) => json!({"extended_nexthop": {"tuples": t.iter()
+            .map(|(n, h)| json!({"nlri_family": family(*n), "nexthop_family": family(*h)}))
+            .collect::<Vec<_>>()}}),
+        Capability::GracefulRestart {
+            flags,
+            restart_time,
+            families,
+        } => json!({"graceful_restart": {
+            "flags": flags, "time": restart_time,
+            "tuples": families.iter()
+                .map(|(a, f)| json!({"family": family(*a), "flags": if *f { 0x80 } else { 0 }}))
+                .collect::<Vec<_>>()}}),
+        Capability::AddPath(t) => json!({"add_path": {"tuples": t.iter()
+            .map(|(a, m)| json!({"family": family(*a), "mode": m}))
+            .collect::<Vec<_>>()}}),
+        Capability::EnhancedRouteRefresh => json!({"enhanced_route_refresh": {}}),
+        Capability::LongLivedGracefulRestart(t) => {
+            json!({"long_lived_graceful_restart": {"tuples": t.iter()
+            .map(|(a, f, s)| json!({"family": family(*a), "flags": f, "time": s}))
+            .collect::<Vec<_>>()}})
+        }
+        Capability::Fqdn {
+            host_name,
+            domain_name,
+        } => json!({"fqdn": {"host_name": host_name, "domain_name": domain_name}}),
+        Capability::Unknown { code, value } => json!({"unknown": {"code": code, "value": value}}),
     }
 }
 

@@ -107,8 +107,8 @@ pub struct FamilyState {
     pub max_prefixes: Option<u32>,
 }
 
-/// A capability advertised in an OPEN, as far as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A capability advertised in an OPEN, as far as the API shows it (GoBGP's capability messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capability {
     /// RFC 4760 multiprotocol, unicast SAFI.
     MultiProtocol(Afi),
@@ -116,6 +116,46 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793 four-octet AS number.
     FourOctetAs(u32),
+    /// RFC 8950 extended next hop: (unicast NLRI AFI, next-hop AFI) pairs.
+    ExtendedNexthop(Vec<(Afi, Afi)>),
+    /// RFC 4724 graceful restart: the flags nibble (0x8 restart, 0x4 notification), restart time in seconds,
+    /// per unicast family whether forwarding state was preserved.
+    GracefulRestart {
+        flags: u8,
+        restart_time: u16,
+        families: Vec<(Afi, bool)>,
+    },
+    /// RFC 7911 ADD-PATH: per unicast family the mode (1 receive, 2 send, 3 both).
+    AddPath(Vec<(Afi, u8)>),
+    /// RFC 7313 enhanced route refresh (code 70).
+    EnhancedRouteRefresh,
+    /// RFC 9494 long-lived graceful restart (code 71): per unicast family its flags and stale time (seconds).
+    LongLivedGracefulRestart(Vec<(Afi, u8, u32)>),
+    /// The hostname capability (code 73, draft-walton-bgp-hostname-capability).
+    Fqdn {
+        host_name: String,
+        domain_name: String,
+    },
+    /// A capability the API does not model, as code and raw value.
+    Unknown { code: u8, value: Vec<u8> },
+}
+
+impl Capability {
+    /// The IANA capability code.
+    pub fn code(&self) -> u8 {
+        match self {
+            Capability::MultiProtocol(_) => 1,
+            Capability::RouteRefresh => 2,
+            Capability::ExtendedNexthop(_) => 5,
+            Capability::GracefulRestart { .. } => 64,
+            Capability::FourOctetAs(_) => 65,
+            Capability::AddPath(_) => 69,
+            Capability::EnhancedRouteRefresh => 70,
+            Capability::LongLivedGracefulRestart(_) => 71,
+            Capability::Fqdn { .. } => 73,
+            Capability::Unknown { code, .. } => *code,
+        }
+    }
 }
 
 /// Everything the API shows about one neighbour (GoBGP `Peer`).

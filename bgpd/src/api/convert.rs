@@ -596,36 +596,170 @@ counters_conv!(counters_to_v3, counters_from_v3, v3::Message);
 counters_conv!(counters_to_v4, counters_from_v4, v4::Message);
 
 fn capability_to_v3(c: &Capability) -> Any {
+    let fam = |afi: &Afi| Some(family_to_v3(*afi));
     match c {
         Capability::MultiProtocol(afi) => pack(
             "MultiProtocolCapability",
-            &v3::MultiProtocolCapability {
-                family: Some(family_to_v3(*afi)),
-            },
+            &v3::MultiProtocolCapability { family: fam(afi) },
         ),
         Capability::RouteRefresh => pack("RouteRefreshCapability", &v3::RouteRefreshCapability {}),
         Capability::FourOctetAs(asn) => pack(
             "FourOctetASNCapability",
             &v3::FourOctetAsnCapability { asn: *asn },
         ),
+        Capability::ExtendedNexthop(tuples) => pack(
+            "ExtendedNexthopCapability",
+            &v3::ExtendedNexthopCapability {
+                tuples: tuples
+                    .iter()
+                    .map(|(nlri, nh)| v3::ExtendedNexthopCapabilityTuple {
+                        nlri_family: fam(nlri),
+                        // GoBGP gives the next-hop AFI as a unicast family too.
+                        nexthop_family: fam(nh),
+                    })
+                    .collect(),
+            },
+        ),
+        Capability::GracefulRestart {
+            flags,
+            restart_time,
+            families,
+        } => pack(
+            "GracefulRestartCapability",
+            &v3::GracefulRestartCapability {
+                flags: u32::from(*flags),
+                time: u32::from(*restart_time),
+                tuples: families
+                    .iter()
+                    .map(|(afi, forwarding)| v3::GracefulRestartCapabilityTuple {
+                        family: fam(afi),
+                        // RFC 4724 §3: the F bit is the high bit of the per-family flags.
+                        flags: if *forwarding { 0x80 } else { 0 },
+                    })
+                    .collect(),
+            },
+        ),
+        Capability::AddPath(tuples) => pack(
+            "AddPathCapability",
+            &v3::AddPathCapability {
+                tuples: tuples
+                    .iter()
+                    .map(|(afi, mode)| v3::AddPathCapabilityTuple {
+                        family: fam(afi),
+                        mode: i32::from(*mode),
+                    })
+                    .collect(),
+            },
+        ),
+        Capability::EnhancedRouteRefresh => pack(
+            "EnhancedRouteRefreshCapability",
+            &v3::EnhancedRouteRefreshCapability {},
+        ),
+        Capability::LongLivedGracefulRestart(tuples) => pack(
+            "LongLivedGracefulRestartCapability",
+            &v3::LongLivedGracefulRestartCapability {
+                tuples: tuples
+                    .iter()
+                    .map(
+                        |(afi, flags, time)| v3::LongLivedGracefulRestartCapabilityTuple {
+                            family: fam(afi),
+                            flags: u32::from(*flags),
+                            time: *time,
+                        },
+                    )
+                    .collect(),
+            },
+        ),
+        Capability::Fqdn {
+            host_name,
+            domain_name,
+        } => pack(
+            "FqdnCapability",
+            &v3::FqdnCapability {
+                host_name: host_name.clone(),
+                domain_name: domain_name.clone(),
+            },
+        ),
+        Capability::Unknown { code, value } => pack(
+            "UnknownCapability",
+            &v3::UnknownCapability {
+                code: u32::from(*code),
+                value: value.clone(),
+            },
+        ),
     }
 }
 
-/// Capabilities the API does not model are skipped, not refused: a CLI shows what it can.
+/// Capabilities the API does not model are skipped, not refused: a CLI shows what it can. Families other
+/// than IPv4/IPv6 unicast inside a capability are skipped the same way.
 fn capability_from_v3(any: &Any) -> Option<Capability> {
-    match any_name(any)? {
+    let fam = |f: &Option<v3::Family>| f.as_ref().and_then(|f| family_from_v3(f).ok());
+    let small = |v: u32| u8::try_from(v).ok();
+    Some(match any_name(any)? {
         "MultiProtocolCapability" => {
             let m: v3::MultiProtocolCapability = unpack(any).ok()?;
-            Some(Capability::MultiProtocol(
-                family_from_v3(m.family.as_ref()?).ok()?,
-            ))
+            Capability::MultiProtocol(fam(&m.family)?)
         }
-        "RouteRefreshCapability" => Some(Capability::RouteRefresh),
-        "FourOctetASNCapability" => Some(Capability::FourOctetAs(
-            unpack::<v3::FourOctetAsnCapability>(any).ok()?.asn,
-        )),
-        _ => None,
-    }
+        "RouteRefreshCapability" => Capability::RouteRefresh,
+        "FourOctetASNCapability" => {
+            Capability::FourOctetAs(unpack::<v3::FourOctetAsnCapability>(any).ok()?.asn)
+        }
+        "ExtendedNexthopCapability" => {
+            let m: v3::ExtendedNexthopCapability = unpack(any).ok()?;
+            Capability::ExtendedNexthop(
+                m.tuples
+                    .iter()
+                    .filter_map(|t| Some((fam(&t.nlri_family)?, fam(&t.nexthop_family)?)))
+                    .collect(),
+            )
+        }
+        "GracefulRestartCapability" => {
+            let m: v3::GracefulRestartCapability = unpack(any).ok()?;
+            Capability::GracefulRestart {
+                flags: small(m.flags)?,
+                restart_time: u16::try_from(m.time).ok()?,
+                families: m
+                    .tuples
+                    .iter()
+                    .filter_map(|t| Some((fam(&t.family)?, t.flags & 0x80 != 0)))
+                    .collect(),
+            }
+        }
+        "AddPathCapability" => {
+            let m: v3::AddPathCapability = unpack(any).ok()?;
+            Capability::AddPath(
+                m.tuples
+                    .iter()
+                    .filter_map(|t| Some((fam(&t.family)?, u8::try_from(t.mode).ok()?)))
+                    .collect(),
+            )
+        }
+        "EnhancedRouteRefreshCapability" => Capability::EnhancedRouteRefresh,
+        "LongLivedGracefulRestartCapability" => {
+            let m: v3::LongLivedGracefulRestartCapability = unpack(any).ok()?;
+            Capability::LongLivedGracefulRestart(
+                m.tuples
+                    .iter()
+                    .filter_map(|t| Some((fam(&t.family)?, small(t.flags)?, t.time)))
+                    .collect(),
+            )
+        }
+        "FqdnCapability" => {
+            let m: v3::FqdnCapability = unpack(any).ok()?;
+            Capability::Fqdn {
+                host_name: m.host_name,
+                domain_name: m.domain_name,
+            }
+        }
+        "UnknownCapability" => {
+            let m: v3::UnknownCapability = unpack(any).ok()?;
+            Capability::Unknown {
+                code: small(m.code)?,
+                value: m.value,
+            }
+        }
+        _ => return None,
+    })
 }
 
 fn peer_type(p: &PeerInfo) -> bool {
@@ -1143,27 +1277,53 @@ fn admin_state_from_v4(s: i32) -> AdminState {
     admin_state_from_v3((s - 1).max(0))
 }
 
-fn capability_to_v4(c: &Capability) -> v4::Capability {
+/// v4 capability messages have v3's names and field numbers (only v3's `Any` became a oneof), so each is
+/// carried over through its wire encoding: one mapping, [`capability_to_v3`], for both versions.
+fn capability_to_v4(c: &Capability) -> Option<v4::Capability> {
     use v4::capability::Cap;
-    let cap = match c {
-        Capability::MultiProtocol(afi) => Cap::MultiProtocol(v4::MultiProtocolCapability {
-            family: Some(family_to_v4(*afi)),
-        }),
-        Capability::RouteRefresh => Cap::RouteRefresh(v4::RouteRefreshCapability {}),
-        Capability::FourOctetAs(asn) => Cap::FourOctetAsn(v4::FourOctetAsnCapability { asn: *asn }),
+    let any = capability_to_v3(c);
+    let b = any.value.as_slice();
+    let cap = match any_name(&any)? {
+        "MultiProtocolCapability" => Cap::MultiProtocol(prost::Message::decode(b).ok()?),
+        "RouteRefreshCapability" => Cap::RouteRefresh(v4::RouteRefreshCapability {}),
+        "FourOctetASNCapability" => Cap::FourOctetAsn(prost::Message::decode(b).ok()?),
+        "ExtendedNexthopCapability" => Cap::ExtendedNexthop(prost::Message::decode(b).ok()?),
+        "GracefulRestartCapability" => Cap::GracefulRestart(prost::Message::decode(b).ok()?),
+        "AddPathCapability" => Cap::AddPath(prost::Message::decode(b).ok()?),
+        "EnhancedRouteRefreshCapability" => {
+            Cap::EnhancedRouteRefresh(v4::EnhancedRouteRefreshCapability {})
+        }
+        "LongLivedGracefulRestartCapability" => {
+            Cap::LongLivedGracefulRestart(prost::Message::decode(b).ok()?)
+        }
+        "FqdnCapability" => Cap::Fqdn(prost::Message::decode(b).ok()?),
+        "UnknownCapability" => Cap::Unknown(prost::Message::decode(b).ok()?),
+        _ => return None,
     };
-    v4::Capability { cap: Some(cap) }
+    Some(v4::Capability { cap: Some(cap) })
 }
 
 fn capability_from_v4(c: &v4::Capability) -> Option<Capability> {
+    use prost::Message as _;
     use v4::capability::Cap;
-    match c.cap.as_ref()? {
-        Cap::MultiProtocol(m) => Some(Capability::MultiProtocol(
-            family_from_v4(m.family.as_ref()?).ok()?,
-        )),
-        Cap::RouteRefresh(_) => Some(Capability::RouteRefresh),
-        Cap::FourOctetAsn(a) => Some(Capability::FourOctetAs(a.asn)),
-    }
+    let (name, value) = match c.cap.as_ref()? {
+        Cap::MultiProtocol(m) => ("MultiProtocolCapability", m.encode_to_vec()),
+        Cap::RouteRefresh(m) => ("RouteRefreshCapability", m.encode_to_vec()),
+        Cap::FourOctetAsn(m) => ("FourOctetASNCapability", m.encode_to_vec()),
+        Cap::ExtendedNexthop(m) => ("ExtendedNexthopCapability", m.encode_to_vec()),
+        Cap::GracefulRestart(m) => ("GracefulRestartCapability", m.encode_to_vec()),
+        Cap::AddPath(m) => ("AddPathCapability", m.encode_to_vec()),
+        Cap::EnhancedRouteRefresh(m) => ("EnhancedRouteRefreshCapability", m.encode_to_vec()),
+        Cap::LongLivedGracefulRestart(m) => {
+            ("LongLivedGracefulRestartCapability", m.encode_to_vec())
+        }
+        Cap::Fqdn(m) => ("FqdnCapability", m.encode_to_vec()),
+        Cap::Unknown(m) => ("UnknownCapability", m.encode_to_vec()),
+    };
+    capability_from_v3(&Any {
+        type_url: format!("{TYPE_URL_PREFIX}{name}"),
+        value,
+    })
 }
 
 /// v4 `Peer`, with the same content as [`peer_to_v3`].
@@ -1206,8 +1366,16 @@ pub fn peer_to_v4(p: &PeerInfo) -> v4::Peer {
             session_state: session_state_v4(p.session_state),
             admin_state: admin_state_v4(p.admin_state),
             flops: p.flops,
-            remote_cap: p.remote_capabilities.iter().map(capability_to_v4).collect(),
-            local_cap: p.local_capabilities.iter().map(capability_to_v4).collect(),
+            remote_cap: p
+                .remote_capabilities
+                .iter()
+                .filter_map(capability_to_v4)
+                .collect(),
+            local_cap: p
+                .local_capabilities
+                .iter()
+                .filter_map(capability_to_v4)
+                .collect(),
             router_id: opt_string(&p.remote_router_id),
             ..Default::default()
         }),

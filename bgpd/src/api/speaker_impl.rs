@@ -15,7 +15,7 @@ use super::backend::{
     RoutePath, SessionState, TableKind, filter_destinations,
 };
 use crate::fsm::State;
-use crate::packet::{Afi, Safi};
+use crate::packet::{self, Afi, Safi};
 use crate::rib::{PathSource, PeerId, Route};
 use crate::session::{MessageCounts, TtlMode};
 use crate::speaker::{Neighbor, NeighborState, Speaker, SpeakerConfig, SpeakerError};
@@ -77,6 +77,110 @@ fn counters(c: &MessageCounts) -> MessageCounters {
     }
 }
 
+/// A capability of an OPEN as the API shows it. `None` for one the API cannot show faithfully: a modelled code
+/// whose value is malformed or names only families outside IPv4/IPv6 unicast (GoBGP's CLI expects such a
+/// code to carry its decoded form, so it is left out rather than shown as unknown).
+fn api_capability(c: &packet::Capability) -> Option<Capability> {
+    use packet::Capability as P;
+    Some(match c {
+        P::MultiProtocol { afi, .. } => Capability::MultiProtocol(*afi),
+        P::RouteRefresh => Capability::RouteRefresh,
+        P::FourOctetAs(asn) => Capability::FourOctetAs(*asn),
+        P::ExtendedNextHop(list) => {
+            Capability::ExtendedNexthop(list.iter().map(|&(afi, _, nh)| (afi, nh)).collect())
+        }
+        P::GracefulRestart {
+            restarting,
+            restart_time,
+            families,
+        } => Capability::GracefulRestart {
+            flags: if *restarting { GR_RESTART_FLAG } else { 0 },
+            restart_time: *restart_time,
+            families: families.iter().map(|&(afi, _, f)| (afi, f)).collect(),
+        },
+        P::AddPath(list) => {
+            Capability::AddPath(list.iter().map(|&(afi, _, mode)| (afi, mode)).collect())
+        }
+        P::Unknown { code, value } => unknown_capability(*code, value)?,
+    })
+}
+
+/// RFC 4724 §3 restart state (R) bit, in the 4-bit flags field.
+const GR_RESTART_FLAG: u8 = 0x8;
+
+/// (AFI, SAFI) from the wire, when IPv4 or IPv6 unicast.
+fn unicast(afi: u16, safi: u16) -> Option<Afi> {
+    match (Afi::from_u16(afi)?, safi) {
+        (a, 1) => Some(a),
+        _ => None,
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// Decodes what the packet layer keeps raw: capabilities it does not use, and modelled ones naming a family it
+/// does not speak (their IPv4/IPv6 unicast entries are kept).
+fn unknown_capability(code: u8, v: &[u8]) -> Option<Capability> {
+    Some(match code {
+        // RFC 4760: AFI, reserved, SAFI.
+        1 if v.len() == 4 => Capability::MultiProtocol(unicast(be16(v), u16::from(v[3]))?),
+        // RFC 8950: (NLRI AFI, NLRI SAFI, next-hop AFI), 2 octets each.
+        5 if v.len().is_multiple_of(6) => Capability::ExtendedNexthop(
+            v.chunks(6)
+                .filter_map(|t| {
+                    Some((
+                        unicast(be16(t), be16(&t[2..]))?,
+                        Afi::from_u16(be16(&t[4..]))?,
+                    ))
+                })
+                .collect(),
+        ),
+        // RFC 4724: flags (4 bits) and restart time (12 bits), then (AFI, SAFI, flags) tuples.
+        64 if v.len() >= 2 && (v.len() - 2).is_multiple_of(4) => Capability::GracefulRestart {
+            flags: v[0] >> 4,
+            restart_time: be16(v) & 0x0fff,
+            families: v[2..]
+                .chunks(4)
+                .filter_map(|t| Some((unicast(be16(t), u16::from(t[2]))?, t[3] & 0x80 != 0)))
+                .collect(),
+        },
+        // RFC 7911: (AFI, SAFI, send/receive) tuples.
+        69 if v.len().is_multiple_of(4) => Capability::AddPath(
+            v.chunks(4)
+                .filter_map(|t| Some((unicast(be16(t), u16::from(t[2]))?, t[3])))
+                .collect(),
+        ),
+        70 => Capability::EnhancedRouteRefresh,
+        // RFC 9494: (AFI, SAFI, flags, 24-bit stale time) tuples.
+        71 if v.len().is_multiple_of(7) => Capability::LongLivedGracefulRestart(
+            v.chunks(7)
+                .filter_map(|t| {
+                    let time = u32::from_be_bytes([0, t[4], t[5], t[6]]);
+                    Some((unicast(be16(t), u16::from(t[2]))?, t[3], time))
+                })
+                .collect(),
+        ),
+        // Hostname capability: length-prefixed host name, then length-prefixed domain name.
+        73 => {
+            let (&hl, rest) = v.split_first()?;
+            let host = rest.get(..usize::from(hl))?;
+            let (&dl, rest) = rest.get(usize::from(hl)..)?.split_first()?;
+            let domain = rest.get(..usize::from(dl))?;
+            Capability::Fqdn {
+                host_name: String::from_utf8_lossy(host).into_owned(),
+                domain_name: String::from_utf8_lossy(domain).into_owned(),
+            }
+        }
+        1 | 2 | 5 | 64 | 65 | 69 | 71 => return None,
+        _ => Capability::Unknown {
+            code,
+            value: v.to_vec(),
+        },
+    })
+}
+
 fn peer_info(n: &NeighborState, local_asn: u32) -> PeerInfo {
     let neg = n.negotiated.as_ref();
     let fsm = &n.neighbor.session.fsm;
@@ -93,21 +197,6 @@ fn peer_info(n: &NeighborState, local_asn: u32) -> PeerInfo {
             advertised: count(&n.advertised),
             max_prefixes: None,
         });
-    }
-    // Capabilities both sides agreed on, shown as advertised and received.
-    let mut caps: Vec<Capability> = neg
-        .map(|g| {
-            g.families
-                .iter()
-                .map(|(afi, _)| Capability::MultiProtocol(*afi))
-                .collect()
-        })
-        .unwrap_or_default();
-    if neg.is_some_and(|g| g.route_refresh) {
-        caps.push(Capability::RouteRefresh);
-    }
-    if neg.is_some_and(|g| g.four_octet_as) {
-        caps.push(Capability::FourOctetAs(n.remote_asn));
     }
     let hold = neg.map_or(0, |g| u64::from(g.hold_time));
     let keepalive = neg.map_or(0, |g| u64::from(g.keepalive_time));
@@ -148,8 +237,16 @@ fn peer_info(n: &NeighborState, local_asn: u32) -> PeerInfo {
         local_address: n.local.map(|a| a.ip()),
         local_port: n.local.map_or(0, |a| a.port()),
         remote_port: n.neighbor.session.remote_port,
-        local_capabilities: caps.clone(),
-        remote_capabilities: caps,
+        local_capabilities: n
+            .local_capabilities
+            .iter()
+            .filter_map(api_capability)
+            .collect(),
+        remote_capabilities: n
+            .remote_capabilities
+            .iter()
+            .filter_map(api_capability)
+            .collect(),
     }
 }
 
@@ -428,5 +525,79 @@ impl ApiBackend for SpeakerBackend {
                 .map_err(speaker_error)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_capabilities_map_to_the_api_view() {
+        use packet::Capability as P;
+        let gr = P::GracefulRestart {
+            restarting: true,
+            restart_time: 90,
+            families: vec![(Afi::Ipv6, Safi::Unicast, true)],
+        };
+        assert_eq!(
+            api_capability(&gr),
+            Some(Capability::GracefulRestart {
+                flags: 0x8,
+                restart_time: 90,
+                families: vec![(Afi::Ipv6, true)],
+            })
+        );
+        let enh = P::ExtendedNextHop(vec![(Afi::Ipv4, Safi::Unicast, Afi::Ipv6)]);
+        assert_eq!(
+            api_capability(&enh),
+            Some(Capability::ExtendedNexthop(vec![(Afi::Ipv4, Afi::Ipv6)]))
+        );
+        let unknown = |code, value: &[u8]| P::Unknown {
+            code,
+            value: value.to_vec(),
+        };
+        assert_eq!(
+            api_capability(&unknown(70, &[])),
+            Some(Capability::EnhancedRouteRefresh)
+        );
+        // LLGR: IPv6 unicast kept, an IPv4 multicast (SAFI 2) tuple skipped; 24-bit stale time.
+        assert_eq!(
+            api_capability(&unknown(
+                71,
+                &[0, 2, 1, 0x80, 0, 0x0e, 0x10, 0, 1, 2, 0, 0, 0, 1]
+            )),
+            Some(Capability::LongLivedGracefulRestart(vec![(
+                Afi::Ipv6,
+                0x80,
+                3600
+            )]))
+        );
+        assert_eq!(
+            api_capability(&unknown(73, b"\x02r1\x00")),
+            Some(Capability::Fqdn {
+                host_name: "r1".into(),
+                domain_name: String::new(),
+            })
+        );
+        // Malformed hostname or LLGR values are left out, never shown as unknown (gobgp would misread them).
+        assert_eq!(api_capability(&unknown(73, b"\x05r1")), None);
+        assert_eq!(api_capability(&unknown(71, &[0, 2, 1])), None);
+        // GR naming only a family bgpd does not speak (IPv4 multicast): its unicast part (none) is shown.
+        assert_eq!(
+            api_capability(&unknown(64, &[0x80, 0x78, 0, 1, 2, 0x80])),
+            Some(Capability::GracefulRestart {
+                flags: 0x8,
+                restart_time: 120,
+                families: vec![],
+            })
+        );
+        assert_eq!(
+            api_capability(&unknown(200, &[7])),
+            Some(Capability::Unknown {
+                code: 200,
+                value: vec![7],
+            })
+        );
     }
 }

@@ -152,19 +152,21 @@ fn family_name(afi: Afi) -> &'static str {
     }
 }
 
-fn capability_code(c: &Capability) -> u8 {
-    match c {
-        Capability::MultiProtocol(_) => 1,
-        Capability::RouteRefresh => 2,
-        Capability::FourOctetAs(_) => 65,
-    }
-}
-
-fn capability_name(c: &Capability) -> &'static str {
-    match c {
-        Capability::MultiProtocol(_) => "multiprotocol",
-        Capability::RouteRefresh => "route-refresh",
-        Capability::FourOctetAs(_) => "4-octet-as",
+/// GoBGP's name of a capability code (`UnknownCapability(N)` for codes it does not name).
+fn capability_name(code: u8) -> String {
+    match code {
+        1 => "multiprotocol".into(),
+        2 => "route-refresh".into(),
+        4 => "carrying-label-info".into(),
+        5 => "extended-nexthop".into(),
+        64 => "graceful-restart".into(),
+        65 => "4-octet-as".into(),
+        69 => "add-path".into(),
+        70 => "enhanced-route-refresh".into(),
+        71 => "long-lived-graceful-restart".into(),
+        73 => "fqdn".into(),
+        128 => "cisco-route-refresh".into(),
+        n => format!("UnknownCapability({n})"),
     }
 }
 
@@ -172,11 +174,111 @@ fn capability_name(c: &Capability) -> &'static str {
 fn same_capability(a: &Capability, b: &Capability) -> bool {
     match (a, b) {
         (Capability::MultiProtocol(x), Capability::MultiProtocol(y)) => x == y,
-        _ => capability_code(a) == capability_code(b),
+        _ => a.code() == b.code(),
     }
 }
 
-/// `gobgp neighbor ADDR`: the detailed view (capabilities limited to those the API models).
+/// An RFC 7911 send/receive value as gobgp names it.
+fn add_path_mode(mode: u8) -> String {
+    match mode {
+        0 => "none".into(),
+        1 => "receive".into(),
+        2 => "send".into(),
+        3 => "receive/send".into(),
+        n => format!("unknown({n})"),
+    }
+}
+
+/// The graceful-restart summary after `Local: ` / `Remote: ` (empty when there is nothing to say).
+fn graceful_restart_text(flags: u8, restart_time: u16, families: &[(Afi, bool)]) -> String {
+    let mut parts = Vec::new();
+    if !families.is_empty() {
+        parts.push(format!("restart time {restart_time} sec"));
+    }
+    if flags & 0x08 != 0 {
+        parts.push("restart flag set".to_string());
+    }
+    if flags & 0x04 != 0 {
+        parts.push("notification flag set".to_string());
+    }
+    let mut o = parts.join(", ");
+    if !o.is_empty() {
+        o.push('\n');
+    }
+    for (afi, forwarding) in families {
+        let _ = write!(o, "\t    {}", family_name(*afi));
+        if *forwarding {
+            o.push_str(", forward flag set");
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// The lines under a capability's name: its local and remote values, in gobgp's layout for that capability.
+fn capability_values(o: &mut String, local: Option<&Capability>, remote: Option<&Capability>) {
+    for (side, c) in [("Local", local), ("Remote", remote)] {
+        let Some(c) = c else { continue };
+        match c {
+            Capability::GracefulRestart {
+                flags,
+                restart_time,
+                families,
+            } => {
+                let text = graceful_restart_text(*flags, *restart_time, families);
+                if !text.is_empty() {
+                    let _ = write!(o, "        {side}: {text}");
+                }
+            }
+            Capability::LongLivedGracefulRestart(tuples) if !tuples.is_empty() => {
+                let _ = writeln!(o, "        {side}:");
+                for (afi, flags, time) in tuples {
+                    let _ = write!(o, "\t    {}, restart time {time} sec", family_name(*afi));
+                    if *flags == 0x80 {
+                        o.push_str(", forward flag set");
+                    }
+                    o.push('\n');
+                }
+            }
+            Capability::ExtendedNexthop(tuples) if !tuples.is_empty() => {
+                let lines: Vec<String> = tuples
+                    .iter()
+                    .map(|(nlri, nh)| {
+                        let nh = match nh {
+                            Afi::Ipv4 => "ipv4",
+                            Afi::Ipv6 => "ipv6",
+                        };
+                        format!("nlri: {}, nexthop: {nh}", family_name(*nlri))
+                    })
+                    .collect();
+                // gobgp pads `Local:` to the width of `Remote:`.
+                let pad = if side == "Local" { "  " } else { " " };
+                let _ = writeln!(o, "        {side}:{pad}{}", lines.join("\n"));
+            }
+            Capability::AddPath(tuples) => {
+                let _ = writeln!(o, "      {side}:");
+                for (afi, mode) in tuples {
+                    let _ = writeln!(
+                        o,
+                        "         {}:\t{}",
+                        family_name(*afi),
+                        add_path_mode(*mode)
+                    );
+                }
+            }
+            Capability::Fqdn {
+                host_name,
+                domain_name,
+            } => {
+                let _ = writeln!(o, "      {side}:");
+                let _ = writeln!(o, "         name: {host_name}, domain: {domain_name}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `gobgp neighbor ADDR`: the detailed view.
 pub fn neighbor_detail(p: &PeerInfo, afi: Option<Afi>, now: SystemTime) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -217,15 +319,16 @@ pub fn neighbor_detail(p: &PeerInfo, afi: Option<Afi>, now: SystemTime) -> Strin
     let mut caps: Vec<Capability> = p.local_capabilities.clone();
     for c in &p.remote_capabilities {
         if !caps.iter().any(|x| same_capability(x, c)) {
-            caps.push(*c);
+            caps.push(c.clone());
         }
     }
-    caps.sort_by_key(capability_code);
+    // Stable, as Go's sort.Slice is not guaranteed to be: same-code capabilities keep their order.
+    caps.sort_by_key(Capability::code);
     let mut first_mp = true;
     for c in &caps {
-        let local = p.local_capabilities.iter().any(|x| same_capability(x, c));
-        let remote = p.remote_capabilities.iter().any(|x| same_capability(x, c));
-        let support = match (local, remote) {
+        let local = p.local_capabilities.iter().find(|x| same_capability(x, c));
+        let remote = p.remote_capabilities.iter().find(|x| same_capability(x, c));
+        let support = match (local.is_some(), remote.is_some()) {
             (true, true) => "advertised and received",
             (true, false) => "advertised",
             (false, true) => "received",
@@ -234,13 +337,14 @@ pub fn neighbor_detail(p: &PeerInfo, afi: Option<Afi>, now: SystemTime) -> Strin
         match c {
             Capability::MultiProtocol(afi) => {
                 if first_mp {
-                    let _ = writeln!(o, "    {}:", capability_name(c));
+                    let _ = writeln!(o, "    {}:", capability_name(c.code()));
                     first_mp = false;
                 }
                 let _ = writeln!(o, "        {}:\t{support}", family_name(*afi));
             }
             _ => {
-                let _ = writeln!(o, "    {}:\t{support}", capability_name(c));
+                let _ = writeln!(o, "    {}:\t{support}", capability_name(c.code()));
+                capability_values(&mut o, local, remote);
             }
         }
     }

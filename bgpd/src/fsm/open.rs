@@ -143,6 +143,8 @@ pub struct Negotiated {
     pub graceful_restart: Option<PeerGracefulRestart>,
     /// ADD-PATH per family, only families where something was agreed.
     pub add_path: BTreeMap<Family, AddPathMode>,
+    /// Every capability of the peer's OPEN, as received (what the API reports as received).
+    pub peer_capabilities: Vec<Capability>,
 }
 
 impl Negotiated {
@@ -312,5 +314,6 @@ pub fn negotiate(config: &FsmConfig, open: &OpenMsg) -> Result<Negotiated, OpenE
         extended_next_hop,
         graceful_restart,
         add_path,
+        peer_capabilities: open.capabilities.clone(),
     })
 }
