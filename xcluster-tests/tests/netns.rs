@@ -44,7 +44,3 @@ mod gobgp_compat;
 /// `fairlead cleanup` after `fairlead run`: no route, table, interface, NDP entry or conflist of fairlead remains.
 #[path = "netns/e2e_cleanup.rs"]
 mod e2e_cleanup;
-
-/// `fairlead cleanup` after `fairlead run`: no route, table, interface, NDP entry or conflist of fairlead remains.
-#[path = "netns/e2e_cleanup.rs"]
-mod e2e_cleanup;
